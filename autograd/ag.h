@@ -1,0 +1,182 @@
+/* ag.h — the public face of qat's tape-based reverse-mode autograd.
+ *
+ * Memory has two lifetimes. Parameters (and their gradients) are owned by the caller (the model),
+ * wrapped in ag_tensor structs it also owns. Everything an op creates — outputs, saved context,
+ * tape nodes, gradient buffers of intermediate tensors — comes from the tape's step arena and dies at
+ * ag_tape_reset(). Nothing in a step calls malloc once the arena has reached its steady-state size.
+ *
+ * Every op returns NULL when the arena is exhausted (or when any input is NULL), so a whole forward
+ * pass can be written without checks and tested once at the end: ag_tape_error() then says why.
+ *
+ * Tensors are float32 for training and float64 for gradient checks; every kernel is written once and
+ * instantiated for both, so the double-precision finite-difference checks test the training code.
+ */
+#ifndef QAT_AUTOGRAD_AG_H
+#define QAT_AUTOGRAD_AG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AG_MAX_DIMS 4
+#define AG_MAX_INPUTS 4
+
+typedef enum { AG_F32 = 0, AG_F64 = 1 } ag_dtype;
+
+typedef struct ag_tensor {
+    void *data;            /* float* (AG_F32) or double* (AG_F64), contiguous row-major */
+    void *grad;            /* same dtype and shape; NULL until needed */
+    ag_dtype dtype;
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    size_t numel;
+    bool requires_grad;
+} ag_tensor;
+
+/* ---- arena: bump allocator for one step ---------------------------------------------------- */
+
+typedef struct ag_arena ag_arena;
+
+/* `initial` bytes are reserved now; the arena grows past them only until the first reset after
+ * growth, which consolidates into one block of the peak size (so steady-state steps never malloc).
+ * `limit` caps the total (0 = no cap); exceeding it makes allocations fail with a recorded error. */
+ag_arena *ag_arena_create(size_t initial, size_t limit);
+void ag_arena_free(ag_arena *a);
+void *ag_arena_alloc(ag_arena *a, size_t bytes);  /* 64-byte aligned, uninitialised; NULL if full */
+void *ag_arena_calloc(ag_arena *a, size_t bytes); /* zeroed */
+void ag_arena_reset(ag_arena *a);
+size_t ag_arena_used(const ag_arena *a);
+size_t ag_arena_peak(const ag_arena *a);
+size_t ag_arena_capacity(const ag_arena *a);
+size_t ag_arena_grow_count(const ag_arena *a); /* number of mallocs after creation (tests) */
+const char *ag_arena_error(const ag_arena *a); /* "" when no allocation has failed since reset */
+
+/* ---- ops ------------------------------------------------------------------------------------ */
+
+typedef enum {
+    AG_OP_MATMUL = 0,
+    AG_OP_LINEAR,
+    AG_OP_ADD,
+    AG_OP_MUL,
+    AG_OP_SCALE,
+    AG_OP_GELU,
+    AG_OP_LAYERNORM,
+    AG_OP_RMSNORM,
+    AG_OP_EMBEDDING,
+    AG_OP_ROPE,
+    AG_OP_ATTENTION,
+    AG_OP_CROSS_ENTROPY,
+    AG_OP_COUNT
+} ag_op;
+
+const char *ag_op_name(ag_op op);
+
+/* ---- tape ----------------------------------------------------------------------------------- */
+
+typedef struct ag_node ag_node;
+typedef void (*ag_backward_fn)(ag_node *n);
+
+/* One recorded op. Small scalar arguments travel in f[]/i[]; larger saved state in ctx (arena). */
+struct ag_node {
+    ag_op op;
+    ag_tensor *out;
+    ag_tensor *in[AG_MAX_INPUTS];
+    int n_in;
+    double f[4];
+    int64_t i[4];
+    void *ctx;
+};
+
+typedef struct ag_tape ag_tape;
+
+/* The tape owns its arena. max_nodes bounds the number of recorded ops per step. */
+ag_tape *ag_tape_create(size_t arena_initial, size_t arena_limit, size_t max_nodes);
+void ag_tape_free(ag_tape *t);
+void ag_tape_reset(ag_tape *t);                  /* forget all nodes, reset the arena */
+void ag_tape_set_recording(ag_tape *t, bool on); /* off = inference: nothing saved */
+bool ag_tape_recording(const ag_tape *t);
+ag_arena *ag_tape_arena(ag_tape *t);
+size_t ag_tape_size(const ag_tape *t);
+const ag_node *ag_tape_node(const ag_tape *t, size_t i);
+const char *ag_tape_error(const ag_tape *t); /* arena or node-capacity failure, "" if none */
+
+/* Reverse pass from `out`. seed = d(loss)/d(out), same dtype and numel as out; NULL means 1 for
+ * a scalar out. Gradients accumulate (+=) into every grad buffer reachable from out, so parameter
+ * grads must be zeroed by the caller between steps. Returns 0, or -1 if arena allocation failed. */
+int ag_backward(ag_tape *t, ag_tensor *out, const void *seed);
+
+/* ---- tensor helpers ------------------------------------------------------------------------- */
+
+size_t ag_dtype_size(ag_dtype d);
+/* Fill in a caller-owned tensor around caller-owned buffers (grad may be NULL). */
+void ag_tensor_wrap(ag_tensor *t, ag_dtype d, void *data, void *grad, int ndim,
+                    const int64_t *shape);
+/* New arena tensor, data uninitialised, grad NULL, requires_grad false. */
+ag_tensor *ag_tensor_new(ag_tape *t, ag_dtype d, int ndim, const int64_t *shape);
+/* Ensure t->grad exists (arena, zeroed). Returns 0 or -1. */
+int ag_tensor_ensure_grad(ag_tape *tape, ag_tensor *t);
+bool ag_same_shape(const ag_tensor *a, const ag_tensor *b);
+/* Product of all dims but the last, and the last dim. */
+size_t ag_rows(const ag_tensor *t);
+size_t ag_cols(const ag_tensor *t);
+
+/* ---- differentiable ops (forward here, backward beside each in autograd/ops/) ----------------
+ * Shapes use llm.c letters: B batch, T time, C channels, NH heads, V vocab. Tensors with more than
+ * two dims are read as matrices [rows = product of leading dims, cols = last dim]. */
+
+/* c = op(a)·op(b) for 2-D a,b: op(a) is [M,K], op(b) is [K,N]; c is [M,N]. */
+ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b, bool trans_a, bool trans_b);
+/* y[..., out] = x[..., in] · wᵀ with w [out, in] (PyTorch's nn.Linear without bias). */
+ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *w);
+/* a + b where b has a's shape or a's trailing dims (bias [C] or positions [T,C] broadcast). */
+ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b); /* elementwise, same shape */
+ag_tensor *ag_scale(ag_tape *t, ag_tensor *a, double s);
+ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x); /* tanh approximation */
+/* Normalise over the last dim. w, b: [C]. */
+ag_tensor *ag_layernorm(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, double eps);
+ag_tensor *ag_rmsnorm(ag_tape *t, ag_tensor *x, ag_tensor *w, double eps);
+/* out[b,t,:] = table[ids[b*T+t], :]; table [V,C]; ids are copied into the arena. */
+ag_tensor *ag_embedding(ag_tape *t, ag_tensor *table, const int32_t *ids, int64_t B, int64_t T);
+/* Rotary embedding on x [B,T,C] split in n_head heads of HS = C/n_head: the interleaved pair
+ * (2j, 2j+1) of each head at position pos0+t is rotated by angle (pos0+t)·base^(-2j/HS). */
+ag_tensor *ag_rope(ag_tape *t, ag_tensor *x, int n_head, int64_t pos0, double base);
+/* Fused causal multi-head attention: q,k,v [B,T,C] → [B,T,C], softmax(q kᵀ/√HS) v per head. */
+ag_tensor *ag_attention(ag_tape *t, ag_tensor *q, ag_tensor *k, ag_tensor *v, int n_head);
+/* Mean over rows with targets[r] >= 0 of -log softmax(logits[r])[targets[r]]; logits [N,V]
+ * (or [B,T,V]); targets (N entries, copied) < 0 are ignored. Output: scalar tensor (ndim 0).
+ * If no target is valid the loss is 0. */
+ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *targets);
+
+/* ---- gradient checking (double precision) --------------------------------------------------- */
+
+/* Builds the function under test on `tape` from `in` (all AG_F64). */
+typedef ag_tensor *(*ag_gc_build_fn)(ag_tape *tape, ag_tensor **in, void *ctx);
+
+typedef struct ag_gc_report {
+    double max_abs_err, max_rel_err; /* over all checked elements */
+    int worst_input;
+    size_t worst_index;
+    double worst_analytic, worst_numeric;
+    size_t n_checked;
+    uint32_t ops_seen[(AG_OP_COUNT + 31) / 32]; /* bitmask of ops recorded on the tape */
+} ag_gc_report;
+
+/* Central differences with step eps on every element of every input with requires_grad, against
+ * the tape's gradient of L = Σ out ⊙ R for a fixed pseudo-random R. An element passes when
+ * |analytic − numeric| ≤ atol + rtol·max(|analytic|, |numeric|). Returns the number of failing
+ * elements (0 = pass), or -1 on arena failure. */
+int ag_gradcheck(ag_gc_build_fn build, void *ctx, ag_tensor **in, int n_in, double eps, double atol,
+                 double rtol, ag_gc_report *rep);
+
+/* ---- for op implementations (autograd/ops/) ------------------------------------------------- */
+
+/* Allocate an output for an op with these inputs; sets requires_grad from them when recording. */
+ag_tensor *ag_op_output(ag_tape *t, ag_dtype d, int ndim, const int64_t *shape, ag_tensor **in,
+                        int n_in);
+/* Record a node (no-op when not recording or no input needs grad). Returns NULL on failure. */
+ag_node *ag_record(ag_tape *t, ag_op op, ag_tensor *out, ag_tensor **in, int n_in);
+void *ag_tape_alloc(ag_tape *t, size_t bytes); /* arena allocation attributed to the tape */
+ag_backward_fn ag_op_backward(ag_op op);
+
+#endif

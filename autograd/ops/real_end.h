@@ -1,0 +1,10 @@
+/* real_end.h — close the instantiation opened by real_begin.h. */
+#undef REAL
+#undef K
+#undef R_EXP
+#undef R_TANH
+#undef R_SQRT
+#undef R_LOG
+#undef R_GEMM
+#undef AG_REAL_F32
+#undef AG_REAL_F64

@@ -1,0 +1,169 @@
+/* tape.c — recording ops in forward order and replaying their backward functions in reverse. */
+#include "autograd/ag.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ag_tape {
+    ag_arena *arena;
+    ag_node *nodes;
+    size_t n, cap;
+    bool recording;
+    char err[160];
+};
+
+ag_tape *ag_tape_create(size_t arena_initial, size_t arena_limit, size_t max_nodes) {
+    ag_tape *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->arena = ag_arena_create(arena_initial, arena_limit);
+    t->nodes = calloc(max_nodes ? max_nodes : 1, sizeof *t->nodes);
+    if (!t->arena || !t->nodes) {
+        ag_tape_free(t);
+        return NULL;
+    }
+    t->cap = max_nodes;
+    t->recording = true;
+    return t;
+}
+
+void ag_tape_free(ag_tape *t) {
+    if (!t)
+        return;
+    ag_arena_free(t->arena);
+    free(t->nodes);
+    free(t);
+}
+
+void ag_tape_reset(ag_tape *t) {
+    t->n = 0;
+    t->err[0] = '\0';
+    ag_arena_reset(t->arena);
+}
+
+void ag_tape_set_recording(ag_tape *t, bool on) { t->recording = on; }
+bool ag_tape_recording(const ag_tape *t) { return t->recording; }
+ag_arena *ag_tape_arena(ag_tape *t) { return t->arena; }
+size_t ag_tape_size(const ag_tape *t) { return t->n; }
+const ag_node *ag_tape_node(const ag_tape *t, size_t i) { return i < t->n ? &t->nodes[i] : NULL; }
+
+const char *ag_tape_error(const ag_tape *t) {
+    return t->err[0] ? t->err : ag_arena_error(t->arena);
+}
+
+void *ag_tape_alloc(ag_tape *t, size_t bytes) { return ag_arena_alloc(t->arena, bytes); }
+
+ag_tensor *ag_op_output(ag_tape *t, ag_dtype d, int ndim, const int64_t *shape, ag_tensor **in,
+                        int n_in) {
+    for (int i = 0; i < n_in; i++)
+        if (!in[i])
+            return NULL;
+    ag_tensor *out = ag_tensor_new(t, d, ndim, shape);
+    if (!out)
+        return NULL;
+    if (t->recording)
+        for (int i = 0; i < n_in; i++)
+            out->requires_grad |= in[i]->requires_grad;
+    return out;
+}
+
+ag_node *ag_record(ag_tape *t, ag_op op, ag_tensor *out, ag_tensor **in, int n_in) {
+    if (!t->recording || !out->requires_grad)
+        return NULL;
+    if (t->n == t->cap) {
+        if (!t->err[0])
+            snprintf(t->err, sizeof t->err, "tape full: more than %zu ops in one step", t->cap);
+        return NULL;
+    }
+    ag_node *nd = &t->nodes[t->n++];
+    memset(nd, 0, sizeof *nd);
+    nd->op = op;
+    nd->out = out;
+    nd->n_in = n_in;
+    for (int i = 0; i < n_in; i++)
+        nd->in[i] = in[i];
+    return nd;
+}
+
+int ag_backward(ag_tape *t, ag_tensor *out, const void *seed) {
+    if (!out || !out->requires_grad)
+        return -1;
+    /* Gradient buffers of intermediates come zeroed from the arena; inputs that are parameters
+     * already carry caller-owned grads. Allocate them all before any backward runs so that
+     * backward functions never allocate and cannot fail. */
+    for (size_t i = 0; i < t->n; i++) {
+        ag_node *nd = &t->nodes[i];
+        if (ag_tensor_ensure_grad(t, nd->out) != 0)
+            return -1;
+        for (int j = 0; j < nd->n_in; j++)
+            if (nd->in[j]->requires_grad && ag_tensor_ensure_grad(t, nd->in[j]) != 0)
+                return -1;
+    }
+    if (ag_tensor_ensure_grad(t, out) != 0)
+        return -1;
+    size_t es = ag_dtype_size(out->dtype);
+    if (seed) {
+        memcpy(out->grad, seed, out->numel * es);
+    } else if (out->dtype == AG_F32) {
+        for (size_t i = 0; i < out->numel; i++)
+            ((float *)out->grad)[i] = 1.0f;
+    } else {
+        for (size_t i = 0; i < out->numel; i++)
+            ((double *)out->grad)[i] = 1.0;
+    }
+    for (size_t i = t->n; i-- > 0;)
+        ag_op_backward(t->nodes[i].op)(&t->nodes[i]);
+    return 0;
+}
+
+/* ---- tensors ---- */
+
+size_t ag_dtype_size(ag_dtype d) { return d == AG_F64 ? sizeof(double) : sizeof(float); }
+
+static void set_shape(ag_tensor *t, int ndim, const int64_t *shape) {
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < AG_MAX_DIMS; i++) {
+        t->shape[i] = i < ndim ? shape[i] : 1;
+        if (i < ndim)
+            t->numel *= (size_t)shape[i];
+    }
+}
+
+void ag_tensor_wrap(ag_tensor *t, ag_dtype d, void *data, void *grad, int ndim,
+                    const int64_t *shape) {
+    memset(t, 0, sizeof *t);
+    t->dtype = d;
+    t->data = data;
+    t->grad = grad;
+    set_shape(t, ndim, shape);
+}
+
+ag_tensor *ag_tensor_new(ag_tape *tape, ag_dtype d, int ndim, const int64_t *shape) {
+    ag_tensor *t = ag_tape_alloc(tape, sizeof *t);
+    if (!t)
+        return NULL;
+    ag_tensor_wrap(t, d, NULL, NULL, ndim, shape);
+    t->data = ag_tape_alloc(tape, t->numel * ag_dtype_size(d));
+    return t->data ? t : NULL;
+}
+
+int ag_tensor_ensure_grad(ag_tape *tape, ag_tensor *t) {
+    if (t->grad)
+        return 0;
+    t->grad = ag_arena_calloc(tape->arena, t->numel * ag_dtype_size(t->dtype));
+    return t->grad ? 0 : -1;
+}
+
+bool ag_same_shape(const ag_tensor *a, const ag_tensor *b) {
+    if (a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+size_t ag_cols(const ag_tensor *t) { return t->ndim ? (size_t)t->shape[t->ndim - 1] : 1; }
+size_t ag_rows(const ag_tensor *t) { return t->numel / (ag_cols(t) ? ag_cols(t) : 1); }

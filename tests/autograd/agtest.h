@@ -1,0 +1,27 @@
+/* agtest.h — shared by the autograd test files: random tensors and the gradient-check assertion. */
+#ifndef QAT_TESTS_AGTEST_H
+#define QAT_TESTS_AGTEST_H
+
+#include "autograd/ag.h"
+#include "common/testutil.h"
+
+/* Bitmask of ops that some passing gradient check recorded (see test_coverage in main.c). */
+extern uint32_t agt_ops_checked[(AG_OP_COUNT + 31) / 32];
+
+/* Heap tensor (AG_F64) with values uniform in [lo, hi) from seed; free with agt_free. */
+ag_tensor *agt_rand(int ndim, const int64_t *shape, double lo, double hi, uint64_t seed,
+                    bool requires_grad);
+void agt_free(ag_tensor *t);
+
+/* Run ag_gradcheck (eps 1e-6, atol 1e-8, rtol 1e-6 unless changed) and fail the test with the
+ * worst element if any element disagrees; on success, mark the recorded ops as checked. */
+void agt_gradcheck(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in, int n_in);
+void agt_gradcheck_tol(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in,
+                       int n_in, double eps, double atol, double rtol);
+
+/* Each test file exposes one runner returning its number of failed tests. */
+int agt_run_core(void);
+int agt_run_ops_basic(void);
+int agt_run_ops_nn(void);
+
+#endif

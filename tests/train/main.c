@@ -1,0 +1,6 @@
+/* main.c — the train/ test binary: one group per file. */
+#include "qttest.h"
+
+int main(void) {
+    return qtt_run_config() + qtt_run_ckpt() + qtt_run_model();
+}

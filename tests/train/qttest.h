@@ -1,0 +1,12 @@
+/* qttest.h — shared by the train/ test files. */
+#ifndef QAT_TESTS_QTTEST_H
+#define QAT_TESTS_QTTEST_H
+
+#include "common/testutil.h"
+
+/* Each test file exposes one runner returning its number of failed tests. */
+int qtt_run_config(void);
+int qtt_run_ckpt(void);
+int qtt_run_model(void);
+
+#endif

@@ -1,0 +1,83 @@
+/* ckpt.h — HDF5 checkpoints: layout, atomic writes, verification, rotation.
+ *
+ * Layout (documented for h5py users in docs/CHECKPOINTS.md):
+ *   /            attrs qat_format_version, kind, step, config, model_hash, checksum
+ *   /params/NAME float32 datasets (chunked, Fletcher32)
+ *   /optim/NAME/m, /optim/NAME/v (tensor names here carry the "/m" "/v" suffix); attrs step, lr
+ *   /rng/NAME    uint64[4] per RNG stream
+ *   /data        attrs epoch, cursor
+ * A file is written whole in memory (HDF5 core driver), then to NAME.tmp, fsync, rename, fsync of
+ * the directory: a crash at any moment leaves either the old or the new file under NAME, never a
+ * partial one. Readers check version, kind, every shape and both checksums (Fletcher32 per dataset
+ * and a 64-bit checksum over all names and payload bytes). */
+#ifndef QAT_TRAIN_IO_CKPT_H
+#define QAT_TRAIN_IO_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QT_CKPT_VERSION 1
+#define QT_CKPT_NAME_MAX 128
+
+typedef enum { QT_CKPT_TRAIN = 0, QT_CKPT_ANCHOR, QT_CKPT_PTQ } qt_ckpt_kind;
+typedef enum { QT_CK_F32 = 0, QT_CK_U8 } qt_ck_dtype;
+
+typedef struct qt_ckpt_tensor {
+    char name[QT_CKPT_NAME_MAX]; /* "h.0.attn.wq", "h.0.attn.wq/m"; may contain '/' */
+    qt_ck_dtype dtype;
+    int ndim;
+    int64_t shape[4];
+    void *data; /* float* or uint8_t*; owned as described by the function that filled it */
+} qt_ckpt_tensor;
+
+typedef struct qt_ckpt_rng {
+    char name[32]; /* "init", "data", "format", "dropout", "sample" */
+    uint64_t s[4];
+} qt_ckpt_rng;
+
+typedef struct qt_ckpt {
+    qt_ckpt_kind kind;
+    int64_t step;
+    const char *config_text; /* the resolved INI */
+    uint64_t model_hash;
+    qt_ckpt_tensor *params;
+    size_t n_params;
+    qt_ckpt_tensor *optim;
+    size_t n_optim;
+    int64_t optim_step;
+    double optim_lr;
+    qt_ckpt_rng *rngs;
+    size_t n_rngs;
+    int64_t data_epoch, data_cursor;
+} qt_ckpt;
+
+const char *qt_ckpt_kind_name(qt_ckpt_kind k); /* "train" | "anchor" | "ptq" */
+
+/* Write atomically to path (see above). Tensor data is only read. Any failure (including ENOSPC)
+ * returns -1 with a message naming the path and cause, leaves no NAME.tmp behind and leaves an
+ * existing file at path untouched. */
+int qt_ckpt_write(const char *path, const qt_ckpt *ck, char *err, size_t errlen);
+
+/* Read and verify a whole checkpoint. On success every string and tensor buffer in *ck is
+ * malloc'd and owned by ck: release with qt_ckpt_free. On failure returns -1, *ck is empty, and
+ * err names the file and what is wrong (missing/truncated file, not HDF5, bad version, checksum
+ * mismatch in /params/X, ...). */
+int qt_ckpt_read(const char *path, qt_ckpt *ck, char *err, size_t errlen);
+void qt_ckpt_free(qt_ckpt *ck); /* frees what qt_ckpt_read allocated; leaves ck zeroed */
+
+/* Look up a tensor by name in an array (NULL if absent). */
+const qt_ckpt_tensor *qt_ckpt_find(const qt_ckpt_tensor *arr, size_t n, const char *name);
+
+/* dir/step_NNNNNNN.h5 (7 digits, zero-padded). */
+void qt_ckpt_path(char *out, size_t outlen, const char *dir, int64_t step);
+/* Newest checkpoint in dir (by step number) that reads and verifies; older ones are tried when a
+ * newer one is damaged (each skipped one is reported through warn, if non-NULL). Returns 1 found,
+ * 0 none, -1 error (message in err). */
+int qt_ckpt_find_latest(const char *dir, char *out, size_t outlen,
+                        void (*warn)(const char *msg, void *user), void *user, char *err,
+                        size_t errlen);
+/* Delete all but the newest `keep` step_*.h5 files in dir (and any stale *.tmp). */
+int qt_ckpt_prune(const char *dir, int keep, char *err, size_t errlen);
+
+#endif
