@@ -1,9 +1,20 @@
 /* config.h — the strict INI configuration of qat-train (inih underneath).
  *
  * Every key has a default, a validated range or choice list and a one-line description, all in one
- * table (config.c); `qat-train --help-config` prints that table. Unknown sections or keys, malformed
- * numbers and out-of-range values are errors that name the file, the line, `section.key` and the
- * bad value. `--set section.key=value` overrides go through the same validation. */
+ * table (config_keys.c); `qat-train --help-config` prints that table. Unknown sections or keys,
+ * malformed numbers and out-of-range values are errors that name the file, the line, `section.key`
+ * and the bad value. `--set section.key=value` overrides go through the same validation.
+ *
+ * The INI dialect (inih r55 plus our reader, see config.c):
+ *   - `[section]` and `key = value` lines (`key: value` also works); `;` or `#` starts a comment
+ *     line, and ` ;` starts a comment after a value. Keys and enum values are case-sensitive;
+ *     booleans accept true/false, 1/0, yes/no, on/off in any case.
+ *   - Leading whitespace is ignored: an indented line is an ordinary line, never a continuation
+ *     of the previous value (Python-style multi-line values do not exist here).
+ *   - A key may appear once per file; lines are at most QT_CONFIG_LINE_MAX bytes.
+ *   - Integers are plain decimal (no "1e3", "0x10", "+4"); doubles must be finite; values are
+ *     never empty; paths hold no ';' or control characters.
+ * Loading is all or nothing: on any error the config keeps its previous values and origins. */
 #ifndef QAT_TRAIN_IO_CONFIG_H
 #define QAT_TRAIN_IO_CONFIG_H
 
@@ -13,6 +24,14 @@
 #include <stdio.h>
 
 #define QT_PATH_MAX 1024
+/* inih r55 reads lines into a 200-byte buffer and splits longer ones; we reject lines over this
+ * many bytes (newline excluded) instead. */
+#define QT_CONFIG_LINE_MAX 196
+/* String values (paths) are limited so that `key = value` always fits in one line: a resolved
+ * config.ini must parse back. */
+#define QT_CONFIG_STRING_MAX 160
+/* A config file is read whole; anything bigger is not a config file. */
+#define QT_CONFIG_FILE_MAX (1 << 20)
 
 typedef enum { QT_MODE_PRETRAIN = 0, QT_MODE_SFT, QT_MODE_GRPO } qt_run_mode;
 typedef enum { QT_NORM_LAYERNORM = 0, QT_NORM_RMSNORM } qt_norm;
@@ -52,37 +71,61 @@ typedef struct qt_config {
     char (*origin)[QT_PATH_MAX + 16];
 } qt_config;
 
-/* Fill every field with its default. Returns 0, or -1 on allocation failure. */
+/* Fill every field with its default (origins "default"). c must not hold an origin array yet
+ * (fresh, or after qt_config_free). Returns 0, or -1 on allocation failure. */
 int qt_config_defaults(qt_config *c);
 void qt_config_free(qt_config *c); /* frees origin; the struct itself is the caller's */
 
-/* Parse an INI file over the current values. On error returns -1 and writes a message like
- * "configs/x.ini:7: [optim] lr = 'abc': not a number" into err. */
+/* Parse an INI file over the current values (keys it does not mention keep theirs). On error
+ * returns -1, leaves c unchanged and writes a message like
+ * "configs/x.ini:7: [optim] lr = 'abc': not a number" into err. Files over QT_CONFIG_FILE_MAX
+ * bytes are refused. */
 int qt_config_load(qt_config *c, const char *path, char *err, size_t errlen);
-/* Apply one "section.key=value" override (same validation; the origin is "--set"). */
+/* Apply one "section.key=value" override (same validation; the origin is "--set"). Spaces around
+ * the parts are ignored; a later --set of the same key wins. */
 int qt_config_set(qt_config *c, const char *assignment, char *err, size_t errlen);
-/* Cross-key checks (d_model % n_head, even head size for RoPE, ...). Messages name every key
- * involved and where each was set. */
+/* Cross-key checks (d_model % n_head, even head size for RoPE/CRoPE, even d_model for CRoPE,
+ * min_lr <= lr), after re-checking every key's own range (fields may have been set by code).
+ * Messages name every key involved, its value and where it was set:
+ * "model.d_model = 130 (x.ini:3) is not divisible by model.n_head = 4 (default)". */
 int qt_config_validate(const qt_config *c, char *err, size_t errlen);
 
 /* The resolved configuration as INI text (every key, canonical formatting) — written to
  * out_dir/config.ini and stored in checkpoints. Parsing it back gives an identical config.
  * Returns a malloc'd string the caller frees. */
 char *qt_config_to_ini(const qt_config *c);
-/* Parse INI text (e.g. from a checkpoint); `name` is used in messages. */
+/* Parse INI text (e.g. from a checkpoint) like qt_config_load; `name` is used in messages and
+ * origins. */
 int qt_config_load_string(qt_config *c, const char *text, const char *name, char *err,
                           size_t errlen);
 
 /* Print every key: section.key, type/range, default, description. */
 void qt_config_print_help(FILE *f);
 
-/* Fingerprint of the model architecture (the [model] section): equal configs give equal hashes.
- * Also lists differing [model] keys between two configs into err-like buffer `diff` ("n_layer:
- * checkpoint 4, config 6; d_model: ..."); returns the number of differing keys. */
+/* Fingerprint of the model architecture: FNV-1a 64 of the [model] section exactly as
+ * qt_config_to_ini writes it ("[model]\n" then "key = value\n" per key). Equal [model] values
+ * give equal hashes; other sections do not matter.
+ * qt_config_model_diff lists the [model] keys whose values differ, a's value first, into `diff`
+ * (may be NULL): "n_layer: 4 vs 6; norm: layernorm vs rmsnorm". Callers say which side is which
+ * ("checkpoint vs config: ..."). Returns the number of differing keys. */
 uint64_t qt_config_model_hash(const qt_config *c);
 int qt_config_model_diff(const qt_config *a, const qt_config *b, char *diff, size_t difflen);
 
-/* Names of enum values as used in INI files ("cosine", "rope", ...). */
+/* Names of enum values as used in INI files ("cosine", "rope", ...); "?" for a value outside the
+ * enum. */
 const char *qt_schedule_name(qt_schedule s);
+const char *qt_run_mode_name(qt_run_mode m);
+const char *qt_norm_name(qt_norm n);
+const char *qt_positions_name(qt_positions p);
+const char *qt_attention_name(qt_attention a);
+const char *qt_optimizer_name(qt_optimizer o);
+
+/* Deep copy: *dst becomes an independent copy of *src with its own origin array. Whatever dst
+ * held before is overwritten, not freed. Returns 0, or -1 on allocation failure. */
+int qt_config_copy(qt_config *dst, const qt_config *src);
+/* Where section.key got its value ("x.ini:7", "--set", "default"), or NULL for an unknown key. */
+const char *qt_config_origin(const qt_config *c, const char *section, const char *key);
+/* Number of keys in the table (the length of the origin array). */
+size_t qt_config_key_count(void);
 
 #endif

@@ -1,0 +1,152 @@
+/* config_keys.c — the one table of configuration keys, and the enum names it shares with the rest
+ * of qat. Adding a key is one line below plus its field in qt_config; adding a section ([quant],
+ * [lora], ...) is just using its name in those lines (keys of one section stay together). */
+#include "train/io/config_keys.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Enum values are stored through an int (config_value.c); the enums must be int-sized. */
+_Static_assert(sizeof(qt_run_mode) == sizeof(int) && sizeof(qt_norm) == sizeof(int) &&
+                   sizeof(qt_positions) == sizeof(int) && sizeof(qt_attention) == sizeof(int) &&
+                   sizeof(qt_optimizer) == sizeof(int) && sizeof(qt_schedule) == sizeof(int),
+               "enum fields are stored as int");
+
+/* Choice lists, in enum order, NULL-terminated; pinned to the enums' last value. */
+static const char *const mode_names[] = {"pretrain", "sft", "grpo", NULL};
+static const char *const norm_names[] = {"layernorm", "rmsnorm", NULL};
+static const char *const pos_names[] = {"rope", "learned", NULL};
+static const char *const attn_names[] = {"standard", "crope", NULL};
+static const char *const opt_names[] = {"adamw", "sgd", NULL};
+static const char *const sched_names[] = {"cosine", "linear", "constant", NULL};
+#define QT_NNAMES(a) (sizeof(a) / sizeof(a[0]) - 1)
+_Static_assert(QT_NNAMES(mode_names) == QT_MODE_GRPO + 1, "mode names");
+_Static_assert(QT_NNAMES(norm_names) == QT_NORM_RMSNORM + 1, "norm names");
+_Static_assert(QT_NNAMES(pos_names) == QT_POS_LEARNED + 1, "positions names");
+_Static_assert(QT_NNAMES(attn_names) == QT_ATTN_CROPE + 1, "attention names");
+_Static_assert(QT_NNAMES(opt_names) == QT_OPT_SGD + 1, "optimizer names");
+_Static_assert(QT_NNAMES(sched_names) == QT_SCHED_CONSTANT + 1, "schedule names");
+
+static const char *enum_name(const char *const *names, size_t n, int v) {
+    return v >= 0 && (size_t)v < n ? names[v] : "?";
+}
+const char *qt_run_mode_name(qt_run_mode m) {
+    return enum_name(mode_names, QT_NNAMES(mode_names), (int)m);
+}
+const char *qt_norm_name(qt_norm n) { return enum_name(norm_names, QT_NNAMES(norm_names), (int)n); }
+const char *qt_positions_name(qt_positions p) {
+    return enum_name(pos_names, QT_NNAMES(pos_names), (int)p);
+}
+const char *qt_attention_name(qt_attention a) {
+    return enum_name(attn_names, QT_NNAMES(attn_names), (int)a);
+}
+const char *qt_optimizer_name(qt_optimizer o) {
+    return enum_name(opt_names, QT_NNAMES(opt_names), (int)o);
+}
+const char *qt_schedule_name(qt_schedule s) {
+    return enum_name(sched_names, QT_NNAMES(sched_names), (int)s);
+}
+
+typedef char qt_path_field[QT_PATH_MAX];
+
+/* Offset of sec.key, checked at compile time to be a field of type T: comparing pointers to
+ * different types is a constraint violation (an error under -Werror). Not evaluated. */
+#define QT_FIELD(sec, key, T)                                                                      \
+    (offsetof(qt_config, sec.key) + 0 * sizeof(&((qt_config *)0)->sec.key == (T *)0))
+
+#define QT_INT(sec, key, def, lo, hi, desc)                                                        \
+    { #sec, #key, QT_KT_INT, QT_FIELD(sec, key, int), def, lo, hi, 0, 0, 0, NULL, desc }
+#define QT_I64(sec, key, def, lo, hi, desc)                                                        \
+    { #sec, #key, QT_KT_I64, QT_FIELD(sec, key, int64_t), def, lo, hi, 0, 0, 0, NULL, desc }
+#define QT_U64(sec, key, def, desc)                                                                \
+    { #sec, #key, QT_KT_U64, QT_FIELD(sec, key, uint64_t), def, 0, 0, 0, 0, 0, NULL, desc }
+/* flags: QT_KEY_MIN_OPEN / QT_KEY_MAX_OPEN mark an open end; hi = INFINITY means no upper bound. */
+#define QT_DBL(sec, key, def, lo, hi, flags, desc)                                                 \
+    { #sec, #key, QT_KT_DOUBLE, QT_FIELD(sec, key, double), def, 0, 0, lo, hi, flags, NULL, desc }
+#define QT_BOOL(sec, key, def, desc)                                                               \
+    { #sec, #key, QT_KT_BOOL, QT_FIELD(sec, key, bool), def, 0, 0, 0, 0, 0, NULL, desc }
+#define QT_PATH(sec, key, def, desc)                                                               \
+    { #sec, #key, QT_KT_PATH, QT_FIELD(sec, key, qt_path_field), def, 0, 0, 0, 0, 0, NULL, desc }
+#define QT_ENUM(sec, key, T, names, def, desc)                                                     \
+    { #sec, #key, QT_KT_ENUM, QT_FIELD(sec, key, T), def, 0, 0, 0, 0, 0, names, desc }
+
+#define QT_BIG 1000000000 /* 1e9: an upper bound for step counts that no run reaches */
+#define LO_OPEN QT_KEY_MIN_OPEN
+#define HI_OPEN QT_KEY_MAX_OPEN
+
+/* One key per line, on purpose: clang-format would fold these rows. */
+/* clang-format off */
+const qt_key qt_cfg_keys[] = {
+    QT_PATH(run, out_dir, "runs/default", "output directory: config.ini, metrics.csv, ckpt/, anchor.h5"),
+    QT_U64(run, seed, "1337", "seed of every RNG stream (init, data, formats, dropout, sampling)"),
+    QT_I64(run, steps, "1000", 1, QT_BIG, "optimizer steps to train"),
+    QT_I64(run, eval_every, "100", 0, QT_BIG, "validation loss every N steps (0 = never)"),
+    QT_I64(run, eval_batches, "8", 1, 1000000, "validation batches per evaluation"),
+    QT_I64(run, ckpt_every, "250", 0, QT_BIG, "checkpoint every N steps (0 = only at the end or on interrupt)"),
+    QT_I64(run, keep, "3", 1, 1000, "newest checkpoints kept in out_dir/ckpt"),
+    QT_I64(run, log_every, "10", 1, QT_BIG, "progress line every N steps"),
+    QT_INT(run, threads, "0", 0, 1024, "OpenMP threads (0 = all cores)"),
+    QT_ENUM(run, mode, qt_run_mode, mode_names, "pretrain", "what to train for"),
+
+    QT_INT(model, n_layer, "4", 1, 256, "transformer blocks L"),
+    QT_INT(model, n_head, "4", 1, 256, "attention heads NH (must divide d_model)"),
+    QT_INT(model, d_model, "128", 1, 65536, "residual width C"),
+    QT_INT(model, d_ff, "512", 1, 262144, "MLP hidden width F"),
+    QT_INT(model, seq_len, "128", 1, 65536, "context length T"),
+    QT_INT(model, vocab_size, "256", 256, 1048576, "vocabulary size V (byte tokens need 256)"),
+    QT_ENUM(model, norm, qt_norm, norm_names, "layernorm", "normalisation layer"),
+    QT_ENUM(model, positions, qt_positions, pos_names, "rope", "position encoding"),
+    QT_ENUM(model, attention, qt_attention, attn_names, "standard", "attention (crope: complex RoPE)"),
+    QT_BOOL(model, tie_embeddings, "true", "output projection shares wte (no lm_head)"),
+
+    QT_PATH(data, corpus, "/usr/share/games/fortunes", "text file, or directory of text files"),
+    QT_DBL(data, val_fraction, "0.05", 0, 0.5, LO_OPEN, "fraction of the corpus bytes held out for validation"),
+    QT_INT(data, batch_size, "16", 1, 65536, "sequences per step B"),
+
+    QT_ENUM(optim, name, qt_optimizer, opt_names, "adamw", "optimizer"),
+    QT_DBL(optim, lr, "1e-3", 0, 10, LO_OPEN, "peak learning rate"),
+    QT_DBL(optim, min_lr, "1e-4", 0, 10, 0, "learning rate at the end of the schedule (<= lr)"),
+    QT_DBL(optim, momentum, "0.9", 0, 1, HI_OPEN, "momentum (sgd only)"),
+    QT_DBL(optim, weight_decay, "0.1", 0, 10, 0, "decoupled weight decay (matrices, embeddings)"),
+    QT_DBL(optim, beta1, "0.9", 0, 1, HI_OPEN, "AdamW first-moment decay"),
+    QT_DBL(optim, beta2, "0.95", 0, 1, HI_OPEN, "AdamW second-moment decay"),
+    QT_DBL(optim, eps, "1e-8", 0, 1, LO_OPEN, "AdamW denominator epsilon"),
+    QT_I64(optim, warmup_steps, "100", 0, QT_BIG, "linear warmup steps from 0 to lr"),
+    QT_ENUM(optim, schedule, qt_schedule, sched_names, "cosine", "decay from lr to min_lr after warmup"),
+    QT_DBL(optim, grad_clip, "1.0", 0, INFINITY, 0, "clip the global gradient norm to this (0 = off)"),
+};
+/* clang-format on */
+const size_t qt_cfg_nkeys = sizeof(qt_cfg_keys) / sizeof(qt_cfg_keys[0]);
+
+int qt_cfg_find(const char *section, const char *key) {
+    for (size_t i = 0; i < qt_cfg_nkeys; i++)
+        if (strcmp(qt_cfg_keys[i].section, section) == 0 && strcmp(qt_cfg_keys[i].name, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+bool qt_cfg_section_known(const char *section) {
+    for (size_t i = 0; i < qt_cfg_nkeys; i++)
+        if (strcmp(qt_cfg_keys[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+void qt_cfg_known_sections(char *buf, size_t len) {
+    size_t n = 0;
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < qt_cfg_nkeys; i++) {
+        if (i > 0 && strcmp(qt_cfg_keys[i].section, qt_cfg_keys[i - 1].section) == 0)
+            continue;
+        int w = snprintf(buf + n, len - n, "%s%s", i ? ", " : "", qt_cfg_keys[i].section);
+        if (w < 0 || (size_t)w >= len - n)
+            return;
+        n += (size_t)w;
+    }
+}
+
+size_t qt_config_key_count(void) { return qt_cfg_nkeys; }

@@ -1,0 +1,57 @@
+/* config_validate.c — checks that involve more than one key (each key's own range is checked when
+ * it is set). Messages name every key involved, its value and where that value came from, because
+ * the fix may belong to any of them. */
+#include "train/io/config_keys.h"
+
+#include <stdio.h>
+
+/* "model.d_model = 130 (x.ini:4)" */
+static void describe(const qt_config *c, const char *section, const char *key, char *buf,
+                     size_t len) {
+    char v[QT_PATH_MAX + 64];
+    int idx = qt_cfg_find(section, key);
+    qt_cfg_format(c, idx, v, sizeof v);
+    snprintf(buf, len, "%s.%s = %s (%s)", section, key, v, c->origin ? c->origin[idx] : "?");
+}
+
+int qt_config_validate(const qt_config *c, char *err, size_t errlen) {
+    /* Fields set by code rather than parsed text get the per-key checks too: every value must read
+     * back through the parser (this also keeps the divisions below safe). */
+    qt_config scratch;
+    for (size_t i = 0; i < qt_cfg_nkeys; i++) {
+        char v[QT_PATH_MAX + 64];
+        qt_cfg_format(c, (int)i, v, sizeof v);
+        if (qt_cfg_assign(&scratch, (int)i, v, c->origin ? c->origin[i] : "?", err, errlen) != 0)
+            return -1;
+    }
+    char a[QT_PATH_MAX + 128], b[QT_PATH_MAX + 128];
+    int C = c->model.d_model, NH = c->model.n_head;
+    describe(c, "model", "d_model", a, sizeof a);
+    if (C % NH != 0) {
+        describe(c, "model", "n_head", b, sizeof b);
+        snprintf(err, errlen, "%s is not divisible by %s", a, b);
+        return -1;
+    }
+    bool crope = c->model.attention == QT_ATTN_CROPE;
+    if (crope && C % 2 != 0) {
+        describe(c, "model", "attention", b, sizeof b);
+        snprintf(err, errlen, "%s must be even for %s (it pairs dimensions as complex numbers)", a,
+                 b);
+        return -1;
+    }
+    /* RoPE rotates pairs (2j, 2j+1) inside each head; CRoPE does the same with complex pairs. */
+    if ((c->model.positions == QT_POS_ROPE || crope) && (C / NH) % 2 != 0) {
+        char n[QT_PATH_MAX + 128];
+        describe(c, "model", "n_head", n, sizeof n);
+        describe(c, "model", crope ? "attention" : "positions", b, sizeof b);
+        snprintf(err, errlen, "head size %d (%s / %s) must be even for %s", C / NH, a, n, b);
+        return -1;
+    }
+    if (c->optim.min_lr > c->optim.lr) {
+        describe(c, "optim", "min_lr", a, sizeof a);
+        describe(c, "optim", "lr", b, sizeof b);
+        snprintf(err, errlen, "%s is greater than %s", a, b);
+        return -1;
+    }
+    return 0;
+}
