@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant/mx.h" /* the one way autograd meets quant: the fake-quantization op */
+
 #define AG_MAX_DIMS 4
 #define AG_MAX_INPUTS 4
 
@@ -66,6 +68,7 @@ typedef enum {
     AG_OP_ROPE,
     AG_OP_ATTENTION,
     AG_OP_CROSS_ENTROPY,
+    AG_OP_FAKEQUANT,
     AG_OP_COUNT
 } ag_op;
 
@@ -147,6 +150,26 @@ ag_tensor *ag_attention(ag_tape *t, ag_tensor *q, ag_tensor *k, ag_tensor *v, in
  * (or [B,T,V]); targets (N entries, copied) < 0 are ignored. Output: scalar tensor (ndim 0).
  * If no target is valid the loss is 0. */
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *targets);
+
+/* Straight-through estimators for the fake-quantization op's backward. */
+typedef enum {
+    AG_STE_IDENTITY = 0, /* dx = dy */
+    AG_STE_CLIPPED       /* dx = dy where the element did not saturate, 0 where it did */
+} ag_ste;
+
+typedef struct ag_fq_spec {
+    mx_format format;     /* MX_FP32: the op is the identity (and records nothing) */
+    mx_rounding rounding;
+    ag_ste ste;
+    /* MX_FP32, or an anchor format (mxint8, mxfp8_e4m3, mxfp8_e5m2): the output is then
+     * Slice-and-Scale of the anchor-quantized input, exactly what an anchor checkpoint deploys. */
+    mx_format via;
+} ag_fq_spec;
+
+/* MX fake quantization of x in blocks of 32 along `axis`: the last axis (-1 or ndim-1), or axis 0
+ * of a 2-D tensor. Backward: the straight-through estimator of spec->ste. AG_F64 inputs are
+ * quantized through float (the formats are defined on float32). */
+ag_tensor *ag_fakequant(ag_tape *t, ag_tensor *x, const ag_fq_spec *spec, int axis);
 
 /* ---- gradient checking (double precision) --------------------------------------------------- */
 

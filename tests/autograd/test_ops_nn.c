@@ -1,3 +1,650 @@
-/* test_ops_nn.c — placeholder until the ops land. */
+/* test_ops_nn.c — layernorm, rmsnorm, rope and causal attention: hand-computed forwards, the
+ * properties each op promises (normalised rows, norm-preserving relative rotations, causality,
+ * agreement with a naive attention), float vs double agreement, determinism, and a double-precision
+ * gradient check of every op with respect to every input. */
 #include "agtest.h"
-int agt_run_ops_nn(void) { return 0; }
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
+
+static ag_tape *new_tape(void) { return ag_tape_create(1 << 20, 0, 64); }
+
+/* Float copy of a double tensor, with a zeroed float grad when it requires grad. */
+static ag_tensor *to_f32(const ag_tensor *d) {
+    ag_tensor *f = malloc(sizeof *f);
+    float *data = malloc((d->numel ? d->numel : 1) * sizeof *data);
+    float *grad = d->requires_grad ? calloc(d->numel ? d->numel : 1, sizeof *grad) : NULL;
+    for (size_t i = 0; i < d->numel; i++)
+        data[i] = (float)((const double *)d->data)[i];
+    ag_tensor_wrap(f, AG_F32, data, grad, d->ndim, d->shape);
+    f->requires_grad = d->requires_grad;
+    return f;
+}
+
+static void free_f32(ag_tensor *f) {
+    if (!f)
+        return;
+    free(f->grad);
+    agt_free(f);
+}
+
+static double at(const ag_tensor *t, size_t i) {
+    return t->dtype == AG_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
+}
+
+static double grad_at(const ag_tensor *t, size_t i) {
+    return t->dtype == AG_F32 ? ((const float *)t->grad)[i] : ((const double *)t->grad)[i];
+}
+
+/* Double tensor of the given shape holding `vals`. */
+static ag_tensor *from_vals(int ndim, const int64_t *shape, const double *vals) {
+    ag_tensor *t = agt_rand(ndim, shape, 0, 1, 0, false);
+    memcpy(t->data, vals, t->numel * sizeof(double));
+    return t;
+}
+
+static void assert_all_close(const ag_tensor *a, const ag_tensor *b, double atol, double rtol) {
+    assert_int_equal(a->numel, b->numel);
+    for (size_t i = 0; i < a->numel; i++)
+        assert_close(at(a, i), at(b, i), atol, rtol);
+}
+
+/* ---- layernorm --------------------------------------------------------------------------------
+ */
+
+static void test_layernorm_hand_case(void **state) {
+    (void)state;
+    /* Row 0: mean 2.5, var 1.25; row 1: mean 0, var 0.5 (eps 0 keeps the numbers exact). */
+    int64_t sx[2] = {2, 4}, sc[1] = {4};
+    ag_tensor *x = from_vals(2, sx, (double[]){1, 2, 3, 4, -1, 0, 0, 1});
+    ag_tensor *w = from_vals(1, sc, (double[]){1, 2, 0.5, -1});
+    ag_tensor *b = from_vals(1, sc, (double[]){0.5, 0, 0, 1});
+    const double a = 1.5 / sqrt(1.25), c = 0.5 / sqrt(1.25), r2 = sqrt(2.0);
+    const double want[8] = {-a + 0.5, -2 * c, 0.5 * c, -a + 1, -r2 + 0.5, 0, 0, -r2 + 1};
+    for (int f32 = 0; f32 < 2; f32++) {
+        ag_tensor *xs = f32 ? to_f32(x) : x, *ws = f32 ? to_f32(w) : w, *bs = f32 ? to_f32(b) : b;
+        ag_tape *t = new_tape();
+        ag_tensor *y = ag_layernorm(t, xs, ws, bs, 0.0);
+        assert_non_null(y);
+        assert_int_equal(y->ndim, 2);
+        for (int i = 0; i < 8; i++)
+            assert_close(at(y, (size_t)i), want[i], f32 ? 1e-6 : 1e-15, f32 ? 1e-6 : 1e-14);
+        ag_tape_free(t);
+        if (f32) {
+            free_f32(xs);
+            free_f32(ws);
+            free_f32(bs);
+        }
+    }
+    agt_free(x);
+    agt_free(w);
+    agt_free(b);
+}
+
+/* With w = 1, b = 0 every row has mean 0 and variance var/(var + eps) — 1 for eps = 0 — even
+ * when the rows sit far from 0 (two-pass variance). */
+static void test_layernorm_normalises_rows(void **state) {
+    (void)state;
+    int64_t sx[3] = {3, 5, 37}, sc[1] = {37};
+    ag_tensor *x = agt_rand(3, sx, 40, 46, 11, false);
+    ag_tensor *w = agt_rand(1, sc, 1, 1, 0, false), *b = agt_rand(1, sc, 0, 0, 0, false);
+    for (int f32 = 0; f32 < 2; f32++) {
+        ag_tensor *xs = f32 ? to_f32(x) : x, *ws = f32 ? to_f32(w) : w, *bs = f32 ? to_f32(b) : b;
+        ag_tape *t = new_tape();
+        ag_tensor *y = ag_layernorm(t, xs, ws, bs, 0.0);
+        assert_non_null(y);
+        for (size_t r = 0; r < 15; r++) {
+            double m = 0, v = 0;
+            for (size_t c = 0; c < 37; c++)
+                m += at(y, r * 37 + c) / 37;
+            for (size_t c = 0; c < 37; c++)
+                v += (at(y, r * 37 + c) - m) * (at(y, r * 37 + c) - m) / 37;
+            assert_close(m, 0, f32 ? 1e-5 : 1e-13, 0);
+            assert_close(v, 1, f32 ? 1e-4 : 1e-12, 0);
+        }
+        ag_tape_free(t);
+        if (f32) {
+            free_f32(xs);
+            free_f32(ws);
+            free_f32(bs);
+        }
+    }
+    agt_free(x);
+    agt_free(w);
+    agt_free(b);
+}
+
+static ag_tensor *build_layernorm(ag_tape *t, ag_tensor **in, void *ctx) {
+    (void)ctx;
+    return ag_layernorm(t, in[0], in[1], in[2], 1e-5);
+}
+
+static void test_layernorm_gradcheck(void **state) {
+    (void)state;
+    int64_t sx[3] = {2, 3, 7}, sc[1] = {7};
+    ag_tensor *x = agt_rand(3, sx, -2, 2, 21, true);
+    ag_tensor *w = agt_rand(1, sc, 0.5, 1.5, 22, true), *b = agt_rand(1, sc, -1, 1, 23, true);
+    ag_tensor *in[3] = {x, w, b};
+    agt_gradcheck("layernorm x,w,b", build_layernorm, NULL, in, 3);
+    /* Only some inputs need grads: the others must be left alone (they have no buffer). */
+    x->requires_grad = false;
+    agt_gradcheck("layernorm w,b", build_layernorm, NULL, in, 3);
+    x->requires_grad = true;
+    w->requires_grad = b->requires_grad = false;
+    agt_gradcheck("layernorm x", build_layernorm, NULL, in, 3);
+    agt_free(x);
+    agt_free(w);
+    agt_free(b);
+}
+
+static void test_layernorm_rejects_bad_shapes(void **state) {
+    (void)state;
+    int64_t sx[2] = {2, 5}, s4[1] = {4}, s5[1] = {5};
+    ag_tensor *x = agt_rand(2, sx, -1, 1, 1, false), *w4 = agt_rand(1, s4, -1, 1, 2, false);
+    ag_tensor *w5 = agt_rand(1, s5, -1, 1, 3, false);
+    ag_tensor *w5f = to_f32(w5);
+    ag_tape *t = new_tape();
+    assert_null(ag_layernorm(t, x, w4, w5, 1e-5));
+    assert_null(ag_layernorm(t, x, w5, w4, 1e-5));
+    assert_null(ag_layernorm(t, x, w5, w5f, 1e-5));
+    assert_null(ag_layernorm(t, x, w5, NULL, 1e-5));
+    assert_null(ag_layernorm(t, NULL, w5, w5, 1e-5));
+    assert_null(ag_rmsnorm(t, x, w4, 1e-5));
+    assert_null(ag_rmsnorm(t, x, w5f, 1e-5));
+    assert_null(ag_rmsnorm(t, x, NULL, 1e-5));
+    assert_non_null(ag_layernorm(t, x, w5, w5, 1e-5));
+    ag_tape_free(t);
+    agt_free(x);
+    agt_free(w4);
+    agt_free(w5);
+    free_f32(w5f);
+}
+
+/* ---- rmsnorm ----------------------------------------------------------------------------------
+ */
+
+static void test_rmsnorm_hand_case(void **state) {
+    (void)state;
+    /* mean(x²) = 30/4 = 7.5 */
+    int64_t sx[2] = {1, 4}, sc[1] = {4};
+    ag_tensor *x = from_vals(2, sx, (double[]){1, 2, 3, 4});
+    ag_tensor *w = from_vals(1, sc, (double[]){1, -1, 2, 0.5});
+    const double r = sqrt(7.5), want[4] = {1 / r, -2 / r, 6 / r, 2 / r};
+    for (int f32 = 0; f32 < 2; f32++) {
+        ag_tensor *xs = f32 ? to_f32(x) : x, *ws = f32 ? to_f32(w) : w;
+        ag_tape *t = new_tape();
+        ag_tensor *y = ag_rmsnorm(t, xs, ws, 0.0);
+        assert_non_null(y);
+        for (int i = 0; i < 4; i++)
+            assert_close(at(y, (size_t)i), want[i], f32 ? 1e-6 : 1e-15, f32 ? 1e-6 : 1e-14);
+        ag_tape_free(t);
+        if (f32) {
+            free_f32(xs);
+            free_f32(ws);
+        }
+    }
+    agt_free(x);
+    agt_free(w);
+}
+
+static ag_tensor *build_rmsnorm(ag_tape *t, ag_tensor **in, void *ctx) {
+    (void)ctx;
+    return ag_rmsnorm(t, in[0], in[1], 1e-5);
+}
+
+static void test_rmsnorm_gradcheck(void **state) {
+    (void)state;
+    int64_t sx[3] = {3, 5, 11}, sc[1] = {11};
+    ag_tensor *x = agt_rand(3, sx, -2, 2, 31, true), *w = agt_rand(1, sc, -1.5, 1.5, 32, true);
+    ag_tensor *in[2] = {x, w};
+    agt_gradcheck("rmsnorm x,w", build_rmsnorm, NULL, in, 2);
+    x->requires_grad = false;
+    agt_gradcheck("rmsnorm w", build_rmsnorm, NULL, in, 2);
+    agt_free(x);
+    agt_free(w);
+}
+
+/* ---- rope -------------------------------------------------------------------------------------
+ */
+
+typedef struct {
+    int n_head;
+    int64_t pos0;
+    double base;
+} rope_args;
+
+static ag_tensor *build_rope(ag_tape *t, ag_tensor **in, void *ctx) {
+    const rope_args *a = ctx;
+    return ag_rope(t, in[0], a->n_head, a->pos0, a->base);
+}
+
+static void test_rope_hand_case(void **state) {
+    (void)state;
+    /* HS = 4: pair 0 turns by p rad, pair 1 by p·10000^(-1/2) = p/100. t = 0 is the identity. */
+    int64_t sx[3] = {1, 2, 4};
+    ag_tensor *x = from_vals(3, sx, (double[]){1, 2, 3, 4, 1, 0, 0, 1});
+    const double want[8] = {1, 2, 3, 4, cos(1.0), sin(1.0), -sin(0.01), cos(0.01)};
+    for (int f32 = 0; f32 < 2; f32++) {
+        ag_tensor *xs = f32 ? to_f32(x) : x;
+        ag_tape *t = new_tape();
+        ag_tensor *y = ag_rope(t, xs, 1, 0, 10000.0);
+        assert_non_null(y);
+        for (int i = 0; i < 8; i++)
+            assert_close(at(y, (size_t)i), want[i], f32 ? 1e-7 : 1e-15, 0);
+        ag_tape_free(t);
+        if (f32)
+            free_f32(xs);
+    }
+    agt_free(x);
+}
+
+static void test_rope_preserves_pair_norms(void **state) {
+    (void)state;
+    int64_t sx[3] = {2, 5, 12};
+    ag_tensor *x = agt_rand(3, sx, -2, 2, 41, false);
+    ag_tape *t = new_tape();
+    ag_tensor *y = ag_rope(t, x, 2, 3, 10000.0);
+    assert_non_null(y);
+    for (size_t p = 0; p < x->numel / 2; p++) {
+        double nx = hypot(at(x, 2 * p), at(x, 2 * p + 1));
+        double ny = hypot(at(y, 2 * p), at(y, 2 * p + 1));
+        assert_close(ny, nx, 1e-14, 1e-14);
+    }
+    ag_tape_free(t);
+    agt_free(x);
+}
+
+/* Rotating rows s.. of x from position pos0+s equals rows s.. of x rotated from pos0. */
+static void test_rope_pos0_shifts_positions(void **state) {
+    (void)state;
+    const int64_t T = 9, C = 12, s = 4, pos0 = 7;
+    int64_t sx[3] = {1, T, C}, stail[3] = {1, T - s, C};
+    ag_tensor *x = agt_rand(3, sx, -1, 1, 51, false);
+    ag_tensor *tail = from_vals(3, stail, (const double *)x->data + s * C);
+    ag_tape *t = new_tape();
+    ag_tensor *y = ag_rope(t, x, 3, pos0, 500.0), *yt = ag_rope(t, tail, 3, pos0 + s, 500.0);
+    assert_non_null(y);
+    assert_non_null(yt);
+    for (size_t i = 0; i < yt->numel; i++)
+        assert_close(at(yt, i), at(y, (size_t)(s * C) + i), 1e-13, 0);
+    ag_tape_free(t);
+    agt_free(x);
+    agt_free(tail);
+}
+
+/* ⟨rope(q at m), rope(k at n)⟩ per head depends on m − n only. */
+static void test_rope_dot_depends_on_offset_only(void **state) {
+    (void)state;
+    const int64_t C = 16;
+    const int NH = 2;
+    int64_t sv[3] = {1, 1, C};
+    ag_tensor *q = agt_rand(3, sv, -1, 1, 61, false), *k = agt_rand(3, sv, -1, 1, 62, false);
+    const int64_t pairs[4][2] = {{5, 2}, {13, 10}, {1003, 1000}, {3, 0}};
+    double dots[5][2];
+    ag_tape *t = new_tape();
+    for (int p = 0; p < 5; p++) {
+        /* The last pair has offset 4 instead of 3: its dots must differ. */
+        int64_t m = p < 4 ? pairs[p][0] : 4, n = p < 4 ? pairs[p][1] : 0;
+        ag_tensor *rq = ag_rope(t, q, NH, m, 10000.0), *rk = ag_rope(t, k, NH, n, 10000.0);
+        assert_non_null(rq);
+        assert_non_null(rk);
+        for (int h = 0; h < NH; h++) {
+            dots[p][h] = 0;
+            for (int64_t c = h * C / NH; c < (h + 1) * C / NH; c++)
+                dots[p][h] += at(rq, (size_t)c) * at(rk, (size_t)c);
+        }
+    }
+    for (int p = 1; p < 4; p++)
+        for (int h = 0; h < NH; h++)
+            assert_close(dots[p][h], dots[0][h], 1e-12, 1e-12);
+    assert_true(fabs(dots[4][0] - dots[0][0]) > 1e-3);
+    ag_tape_free(t);
+    agt_free(q);
+    agt_free(k);
+}
+
+static void test_rope_gradcheck_and_bad_shapes(void **state) {
+    (void)state;
+    int64_t sx[3] = {3, 5, 12};
+    ag_tensor *x = agt_rand(3, sx, -2, 2, 71, true);
+    ag_tensor *in[1] = {x};
+    rope_args a = {2, 5, 10000.0}; /* HS = 6 */
+    agt_gradcheck("rope", build_rope, &a, in, 1);
+    rope_args b = {6, 1000, 10.0}; /* HS = 2, large angles */
+    agt_gradcheck("rope hs2", build_rope, &b, in, 1);
+    ag_tape *t = new_tape();
+    assert_null(ag_rope(t, x, 4, 0, 10000.0)); /* HS = 3 is odd */
+    assert_null(ag_rope(t, x, 5, 0, 10000.0)); /* 5 does not divide 12 */
+    assert_null(ag_rope(t, x, 0, 0, 10000.0));
+    assert_null(ag_rope(t, NULL, 2, 0, 10000.0));
+    ag_tape_free(t);
+    agt_free(x);
+}
+
+/* ---- attention --------------------------------------------------------------------------------
+ */
+
+/* The textbook definition, one output element at a time (double). */
+static void naive_attention(const double *q, const double *k, const double *v, double *out,
+                            int64_t B, int64_t T, int64_t C, int64_t NH) {
+    int64_t HS = C / NH;
+    double *p = malloc((size_t)T * sizeof *p);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++)
+            for (int64_t i = 0; i < T; i++) {
+                const double *qi = q + (b * T + i) * C + h * HS;
+                double mx = -INFINITY, sum = 0;
+                for (int64_t j = 0; j <= i; j++) {
+                    const double *kj = k + (b * T + j) * C + h * HS;
+                    double s = 0;
+                    for (int64_t d = 0; d < HS; d++)
+                        s += qi[d] * kj[d];
+                    p[j] = s / sqrt((double)HS);
+                    mx = fmax(mx, p[j]);
+                }
+                for (int64_t j = 0; j <= i; j++)
+                    sum += p[j] = exp(p[j] - mx);
+                for (int64_t d = 0; d < HS; d++) {
+                    double o = 0;
+                    for (int64_t j = 0; j <= i; j++)
+                        o += p[j] / sum * v[(b * T + j) * C + h * HS + d];
+                    out[(b * T + i) * C + h * HS + d] = o;
+                }
+            }
+    free(p);
+}
+
+static ag_tensor *build_attention(ag_tape *t, ag_tensor **in, void *ctx) {
+    return ag_attention(t, in[0], in[1], in[2], *(const int *)ctx);
+}
+
+/* T = 150 spans three row blocks with a ragged last one. */
+static void test_attention_matches_naive(void **state) {
+    (void)state;
+    const int64_t B = 2, T = 150, C = 24;
+    const int NH = 3;
+    int64_t sh[3] = {B, T, C};
+    ag_tensor *q = agt_rand(3, sh, -2, 2, 81, false), *k = agt_rand(3, sh, -2, 2, 82, false);
+    ag_tensor *v = agt_rand(3, sh, -1, 1, 83, false), *ref = agt_rand(3, sh, 0, 0, 0, false);
+    naive_attention(q->data, k->data, v->data, ref->data, B, T, C, NH);
+    ag_tensor *qf = to_f32(q), *kf = to_f32(k), *vf = to_f32(v);
+    ag_tape *t = ag_tape_create(1 << 22, 0, 16);
+    ag_tensor *y = ag_attention(t, q, k, v, NH), *yf = ag_attention(t, qf, kf, vf, NH);
+    assert_non_null(y);
+    assert_non_null(yf);
+    assert_all_close(y, ref, 1e-13, 1e-12);
+    assert_all_close(yf, ref, 2e-6, 1e-5);
+    ag_tape_free(t);
+    agt_free(q);
+    agt_free(k);
+    agt_free(v);
+    agt_free(ref);
+    free_f32(qf);
+    free_f32(kf);
+    free_f32(vf);
+}
+
+/* Changing k and v at position t0 leaves every output before t0 bit-identical (and changes the
+ * output at t0, so the check has teeth). Both the recorded path (P kept) and the inference path. */
+static void test_attention_is_causal(void **state) {
+    (void)state;
+    const int64_t B = 2, T = 70, C = 8, t0 = 66;
+    const int NH = 2;
+    int64_t sh[3] = {B, T, C};
+    for (int f32 = 0; f32 < 2; f32++)
+        for (int rec = 0; rec < 2; rec++) {
+            ag_tensor *qd = agt_rand(3, sh, -2, 2, 91, rec), *kd = agt_rand(3, sh, -2, 2, 92, rec);
+            ag_tensor *vd = agt_rand(3, sh, -1, 1, 93, rec);
+            ag_tensor *q = f32 ? to_f32(qd) : qd, *k = f32 ? to_f32(kd) : kd;
+            ag_tensor *v = f32 ? to_f32(vd) : vd;
+            ag_tape *t = ag_tape_create(1 << 20, 0, 16);
+            ag_tensor *y0 = ag_attention(t, q, k, v, NH);
+            assert_non_null(y0);
+            assert_int_equal(ag_tape_size(t), (size_t)rec);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t c = 0; c < C; c++) {
+                    size_t i = (size_t)((b * T + t0) * C + c);
+                    if (f32) {
+                        ((float *)k->data)[i] += 3.0f;
+                        ((float *)v->data)[i] -= 5.0f;
+                    } else {
+                        ((double *)k->data)[i] += 3.0;
+                        ((double *)v->data)[i] -= 5.0;
+                    }
+                }
+            ag_tensor *y1 = ag_attention(t, q, k, v, NH);
+            assert_non_null(y1);
+            size_t es = ag_dtype_size(y0->dtype);
+            for (int64_t b = 0; b < B; b++) {
+                const char *r0 = (const char *)y0->data + (size_t)(b * T * C) * es;
+                const char *r1 = (const char *)y1->data + (size_t)(b * T * C) * es;
+                assert_memory_equal(r0, r1, (size_t)(t0 * C) * es);
+                size_t i = (size_t)((b * T + t0) * C);
+                assert_true(fabs(at(y0, i) - at(y1, i)) > 1e-3);
+            }
+            ag_tape_free(t);
+            if (f32) {
+                free_f32(q);
+                free_f32(k);
+                free_f32(v);
+            }
+            agt_free(qd);
+            agt_free(kd);
+            agt_free(vd);
+        }
+}
+
+/* With one position the softmax is 1: out = v exactly, and dq = dk = 0, dv = dout. */
+static void test_attention_single_position(void **state) {
+    (void)state;
+    int64_t sh[3] = {3, 1, 6};
+    ag_tensor *q = agt_rand(3, sh, -2, 2, 101, true), *k = agt_rand(3, sh, -2, 2, 102, true);
+    ag_tensor *v = agt_rand(3, sh, -1, 1, 103, true);
+    ag_tensor *qf = to_f32(q), *kf = to_f32(k), *vf = to_f32(v);
+    ag_tape *t = new_tape();
+    ag_tensor *yf = ag_attention(t, qf, kf, vf, 2);
+    assert_non_null(yf);
+    assert_memory_equal(yf->data, vf->data, 18 * sizeof(float));
+    float seed[18];
+    for (int i = 0; i < 18; i++)
+        seed[i] = (float)(i - 7) * 0.25f;
+    assert_int_equal(ag_backward(t, yf, seed), 0);
+    for (size_t i = 0; i < 18; i++) {
+        assert_close(grad_at(qf, i), 0, 0, 0);
+        assert_close(grad_at(kf, i), 0, 0, 0);
+        assert_close(grad_at(vf, i), seed[i], 0, 0);
+    }
+    ag_tape_free(t);
+    int NH = 2;
+    ag_tensor *in[3] = {q, k, v};
+    agt_gradcheck("attention T=1", build_attention, &NH, in, 3);
+    agt_free(q);
+    agt_free(k);
+    agt_free(v);
+    free_f32(qf);
+    free_f32(kf);
+    free_f32(vf);
+}
+
+static void test_attention_gradcheck(void **state) {
+    (void)state;
+    int64_t sh[3] = {2, 5, 12};
+    ag_tensor *q = agt_rand(3, sh, -2, 2, 111, true), *k = agt_rand(3, sh, -2, 2, 112, true);
+    ag_tensor *v = agt_rand(3, sh, -1, 1, 113, true);
+    ag_tensor *in[3] = {q, k, v};
+    int NH = 3;
+    agt_gradcheck("attention q,k,v", build_attention, &NH, in, 3);
+    q->requires_grad = k->requires_grad = false;
+    agt_gradcheck("attention v", build_attention, &NH, in, 3);
+    q->requires_grad = true;
+    v->requires_grad = false;
+    agt_gradcheck("attention q", build_attention, &NH, in, 3);
+    agt_free(q);
+    agt_free(k);
+    agt_free(v);
+    /* T = 67 crosses a row-block boundary: dk, dv gather from two blocks. */
+    int64_t sl[3] = {1, 67, 4};
+    q = agt_rand(3, sl, -2, 2, 114, true);
+    k = agt_rand(3, sl, -2, 2, 115, true);
+    v = agt_rand(3, sl, -1, 1, 116, true);
+    ag_tensor *inl[3] = {q, k, v};
+    NH = 2;
+    agt_gradcheck("attention T=67", build_attention, &NH, inl, 3);
+    agt_free(q);
+    agt_free(k);
+    agt_free(v);
+}
+
+static ag_tensor *build_rope_attention(ag_tape *t, ag_tensor **in, void *ctx) {
+    (void)ctx;
+    ag_tensor *q = ag_rope(t, in[0], 2, 3, 100.0), *k = ag_rope(t, in[1], 2, 3, 100.0);
+    return ag_attention(t, ag_scale(t, q, 0.5), k, in[2], 2);
+}
+
+/* The composition a model uses: rotated queries and keys into attention. */
+static void test_rope_attention_gradcheck(void **state) {
+    (void)state;
+    int64_t sh[3] = {2, 6, 12};
+    ag_tensor *q = agt_rand(3, sh, -2, 2, 121, true), *k = agt_rand(3, sh, -2, 2, 122, true);
+    ag_tensor *v = agt_rand(3, sh, -1, 1, 123, true);
+    ag_tensor *in[3] = {q, k, v};
+    agt_gradcheck("rope+attention", build_rope_attention, NULL, in, 3);
+    agt_free(q);
+    agt_free(k);
+    agt_free(v);
+}
+
+static void test_attention_rejects_bad_shapes(void **state) {
+    (void)state;
+    int64_t sa[3] = {2, 4, 6}, sb[3] = {2, 5, 6};
+    ag_tensor *a = agt_rand(3, sa, -1, 1, 1, false), *b = agt_rand(3, sb, -1, 1, 2, false);
+    ag_tensor *af = to_f32(a);
+    ag_tape *t = new_tape();
+    assert_null(ag_attention(t, a, a, b, 2));
+    assert_null(ag_attention(t, a, af, a, 2));
+    assert_null(ag_attention(t, a, a, a, 4)); /* 4 does not divide 6 */
+    assert_null(ag_attention(t, a, a, a, 0));
+    assert_null(ag_attention(t, a, NULL, a, 2));
+    assert_non_null(ag_attention(t, a, a, a, 3));
+    ag_tape_free(t);
+    agt_free(a);
+    agt_free(b);
+    free_f32(af);
+}
+
+/* ---- all ops: float path, accumulation, determinism ------------------------------------------ */
+
+/* Float forward+backward of one op, backward twice on the same tape: the second backward must add
+ * the first one's gradients again (accumulate, saved state untouched), and a second run from
+ * scratch must reproduce every bit. Float results must also agree with the double ones. */
+typedef ag_tensor *(*one_op_fn)(ag_tape *t, ag_tensor **in);
+
+static ag_tensor *op_layernorm(ag_tape *t, ag_tensor **in) {
+    return ag_layernorm(t, in[0], in[1], in[2], 1e-5);
+}
+static ag_tensor *op_rmsnorm(ag_tape *t, ag_tensor **in) {
+    return ag_rmsnorm(t, in[0], in[1], 1e-5);
+}
+static ag_tensor *op_rope(ag_tape *t, ag_tensor **in) { return ag_rope(t, in[0], 3, 2, 10000.0); }
+static ag_tensor *op_attention(ag_tape *t, ag_tensor **in) {
+    return ag_attention(t, in[0], in[1], in[2], 3);
+}
+
+static void run_float_twice(const char *what, one_op_fn op, ag_tensor **ind, int n_in) {
+    ag_tensor *inf[3], *seedt = NULL;
+    float *g1[3] = {0}, *g2[3] = {0};
+    for (int run = 0; run < 2; run++) {
+        for (int i = 0; i < n_in; i++)
+            inf[i] = to_f32(ind[i]);
+        ag_tape *t = ag_tape_create(1 << 22, 0, 16), *td = ag_tape_create(1 << 22, 0, 16);
+        ag_tensor *y = op(t, inf);
+        assert_non_null(y);
+        if (!seedt)
+            seedt = agt_rand(y->ndim, y->shape, -1, 1, 7, false);
+        ag_tensor *seedf = to_f32(seedt);
+        assert_int_equal(ag_backward(t, y, seedf->data), 0);
+        for (int i = 0; i < n_in; i++) {
+            float *g = run ? (g2[i] = malloc(inf[i]->numel * sizeof *g))
+                           : (g1[i] = malloc(inf[i]->numel * sizeof *g));
+            memcpy(g, inf[i]->grad, inf[i]->numel * sizeof *g);
+        }
+        /* Not bit-exact: dk, dv of attention gather row blocks one GEMM at a time. */
+        assert_int_equal(ag_backward(t, y, seedf->data), 0);
+        for (int i = 0; i < n_in; i++) {
+            const float *g = run ? g2[i] : g1[i];
+            for (size_t j = 0; j < inf[i]->numel; j++)
+                assert_close(grad_at(inf[i], j), 2.0 * g[j], 1e-6, 1e-5);
+        }
+        /* Float vs double gradients. */
+        for (int i = 0; i < n_in; i++)
+            ind[i]->grad = calloc(ind[i]->numel, sizeof(double));
+        ag_tensor *yd = op(td, ind);
+        assert_non_null(yd);
+        assert_all_close(y, yd, 1e-5, 1e-4);
+        assert_int_equal(ag_backward(td, yd, seedt->data), 0);
+        for (int i = 0; i < n_in; i++) {
+            for (size_t j = 0; j < ind[i]->numel; j++)
+                assert_close(g1[i][j], grad_at(ind[i], j), 1e-4, 1e-4);
+            free(ind[i]->grad);
+            ind[i]->grad = NULL;
+        }
+        free_f32(seedf);
+        ag_tape_free(t);
+        ag_tape_free(td);
+        for (int i = 0; i < n_in; i++)
+            free_f32(inf[i]);
+    }
+    for (int i = 0; i < n_in; i++) {
+        if (memcmp(g1[i], g2[i], ind[i]->numel * sizeof(float)) != 0) {
+            print_error("%s: input %d gradient differs between two identical runs\n", what, i);
+            fail();
+        }
+        free(g1[i]);
+        free(g2[i]);
+    }
+    agt_free(seedt);
+}
+
+static void test_float_accumulates_and_is_deterministic(void **state) {
+    (void)state;
+    int64_t sx[3] = {4, 70, 48}, sc[1] = {48};
+    ag_tensor *x = agt_rand(3, sx, -2, 2, 131, true), *y = agt_rand(3, sx, -2, 2, 132, true);
+    ag_tensor *z = agt_rand(3, sx, -1, 1, 133, true);
+    ag_tensor *w = agt_rand(1, sc, 0.5, 1.5, 134, true), *b = agt_rand(1, sc, -1, 1, 135, true);
+    run_float_twice("layernorm", op_layernorm, (ag_tensor *[]){x, w, b}, 3);
+    run_float_twice("rmsnorm", op_rmsnorm, (ag_tensor *[]){x, w}, 2);
+    run_float_twice("rope", op_rope, (ag_tensor *[]){x}, 1);
+    run_float_twice("attention", op_attention, (ag_tensor *[]){x, y, z}, 3);
+    agt_free(x);
+    agt_free(y);
+    agt_free(z);
+    agt_free(w);
+    agt_free(b);
+}
+
+int agt_run_ops_nn(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layernorm_hand_case),
+        cmocka_unit_test(test_layernorm_normalises_rows),
+        cmocka_unit_test(test_layernorm_gradcheck),
+        cmocka_unit_test(test_layernorm_rejects_bad_shapes),
+        cmocka_unit_test(test_rmsnorm_hand_case),
+        cmocka_unit_test(test_rmsnorm_gradcheck),
+        cmocka_unit_test(test_rope_hand_case),
+        cmocka_unit_test(test_rope_preserves_pair_norms),
+        cmocka_unit_test(test_rope_pos0_shifts_positions),
+        cmocka_unit_test(test_rope_dot_depends_on_offset_only),
+        cmocka_unit_test(test_rope_gradcheck_and_bad_shapes),
+        cmocka_unit_test(test_attention_matches_naive),
+        cmocka_unit_test(test_attention_is_causal),
+        cmocka_unit_test(test_attention_single_position),
+        cmocka_unit_test(test_attention_gradcheck),
+        cmocka_unit_test(test_rope_attention_gradcheck),
+        cmocka_unit_test(test_attention_rejects_bad_shapes),
+        cmocka_unit_test(test_float_accumulates_and_is_deterministic),
+    };
+    return cmocka_run_group_tests_name("autograd_ops_nn", tests, NULL, NULL);
+}
