@@ -117,7 +117,7 @@ static void t_table_sane(void **state) {
     (void)state;
     char sections[256];
     qt_cfg_known_sections(sections, sizeof sections);
-    assert_string_equal(sections, "run, model, data, optim");
+    assert_string_equal(sections, "run, model, data, optim, quant");
     for (size_t i = 0; i < qt_cfg_nkeys; i++) {
         const qt_key *k = &qt_cfg_keys[i];
         /* Keys of a section are contiguous: a section seen before must be the current one. */
@@ -284,15 +284,15 @@ static const struct bad_case {
     const char *text, *msg;
 } bad_cases[] = {
     /* Unknown sections and keys; a section with no keys is caught too (inih says nothing). */
-    {"[run]\n[optimm]\n", "2: unknown section [optimm] (known: run, model, data, optim)"},
-    {"[ optim ]\n", "1: unknown section [ optim ] (known: run, model, data, optim)"},
+    {"[run]\n[optimm]\n", "2: unknown section [optimm] (known: run, model, data, optim, quant)"},
+    {"[ optim ]\n", "1: unknown section [ optim ] (known: run, model, data, optim, quant)"},
     {"[optim]\n\nlrr = 1e-3\n", "3: unknown key 'lrr' in [optim] (did you mean 'lr'?)"},
     {"[model]\nN_LAYERS = 4\n", "2: unknown key 'N_LAYERS' in [model] (did you mean 'n_layer'?)"},
     {"[data]\nfoo = 1\n",
      "2: unknown key 'foo' in [data] (known: corpus, val_fraction, batch_size)"},
     {"[run]\nlr = 1e-3\n", "2: unknown key 'lr' in [run] (it belongs in [optim])"},
     {"lr = 1e-3\n[optim]\n", "1: key 'lr' outside any section (it belongs in [optim])"},
-    {"; c\nfoo = 1\n", "2: key 'foo' outside any section (sections: run, model, data, optim)"},
+    {"; c\nfoo = 1\n", "2: key 'foo' outside any section (sections: run, model, data, optim, quant)"},
     /* Syntax. inih goes on after a line it cannot read: the first error in the file wins. */
     {"[optim\nlr = 1\n", "1: section header '[optim' has no closing ']'"},
     {"[optim] lr = 1\n", "1: unexpected text after ']': 'lr = 1'"},
@@ -467,7 +467,7 @@ static void t_set(void **state) {
                      "--set 'lr=3e-4': expected section.key=value (did you mean optim.lr=...?)");
     expect_set_error("foo=1", "--set 'foo=1': expected section.key=value (e.g. optim.lr=3e-4)");
     expect_set_error("optimm.lr=1",
-                     "--set: unknown section [optimm] (known: run, model, data, optim)");
+                     "--set: unknown section [optimm] (known: run, model, data, optim, quant)");
     expect_set_error("optim.lrr=1", "--set: unknown key 'lrr' in [optim] (did you mean 'lr'?)");
     expect_set_error("run.lr=1", "--set: unknown key 'lr' in [run] (it belongs in [optim])");
     expect_set_error(".lr=1", "--set: key 'lr' outside any section (it belongs in [optim])");
@@ -583,6 +583,10 @@ static void t_round_trip(void **state) {
                "optim.momentum=0.99999999999999989|optim.weight_decay=10|optim.beta1=0|"
                "optim.beta2=0.999|optim.eps=4.9406564584124654e-324|optim.warmup_steps=0|"
                "optim.schedule=constant|optim.grad_clip=1.7976931348623157e308");
+    set_ok(&c, "quant.mode=single|quant.formats=mxfp4_e2m1|quant.format_weights=2|"
+               "quant.quantize=weights|quant.rounding=nearest|quant.ste=clipped|"
+               "quant.start_step=5|quant.anchor=mxfp8_e5m2|quant.weights_via_anchor=true|"
+               "quant.quantize_head=true");
     for (size_t i = 0; i < qt_config_key_count(); i++) /* every key was set */
         assert_string_equal(c.origin[i], "--set");
     assert_true(c.optim.eps == 4.9406564584124654e-324 && c.optim.grad_clip == DBL_MAX);

@@ -1,6 +1,7 @@
 /* ckpt.h — HDF5 checkpoints: layout, atomic writes, verification, rotation.
  *
  * Layout (documented for h5py users in docs/CHECKPOINTS.md):
+ *   bytes 0-511  qat header in the HDF5 user block: file length and a hash of all other bytes
  *   /            attrs qat_format_version, kind, step, config, model_hash, checksum
  *   /params/NAME float32 datasets (chunked, Fletcher32)
  *   /optim/NAME/m, /optim/NAME/v (tensor names here carry the "/m" "/v" suffix); attrs step, lr
@@ -8,8 +9,12 @@
  *   /data        attrs epoch, cursor
  * A file is written whole in memory (HDF5 core driver), then to NAME.tmp, fsync, rename, fsync of
  * the directory: a crash at any moment leaves either the old or the new file under NAME, never a
- * partial one. Readers check version, kind, every shape and both checksums (Fletcher32 per dataset
- * and a 64-bit checksum over all names and payload bytes). */
+ * partial one. Readers check the header first (HDF5 1.10 can crash or hang on damaged metadata, so
+ * it never sees a file whose bytes changed), then version, kind, every shape, Fletcher32 per chunk
+ * and a 64-bit checksum over every dataset's path, shape and bytes plus the scalar metadata.
+ * Every function here silences HDF5's own error printing for its duration (restoring the caller's
+ * handler) and quotes HDF5's innermost error in its message instead. err may be NULL if errlen
+ * is 0. */
 #ifndef QAT_TRAIN_IO_CKPT_H
 #define QAT_TRAIN_IO_CKPT_H
 
@@ -54,15 +59,21 @@ typedef struct qt_ckpt {
 
 const char *qt_ckpt_kind_name(qt_ckpt_kind k); /* "train" | "anchor" | "ptq" */
 
-/* Write atomically to path (see above). Tensor data is only read. Any failure (including ENOSPC)
- * returns -1 with a message naming the path and cause, leaves no NAME.tmp behind and leaves an
- * existing file at path untouched. */
+/* Write atomically to path (see above). Tensor data is only read; config_text NULL is written as
+ * "". Tensors need a name that is a clean HDF5 path (no leading, trailing or doubled '/', no "."
+ * or ".." component, shorter than QT_CKPT_NAME_MAX), unique within params/optim, 1 to 4 dims, each
+ * >= 1; RNG names contain no '/'. /optim, /rng and /data are always written (maybe empty). Any
+ * failure (including ENOSPC) returns -1 with a message naming the path and cause, leaves no
+ * NAME.tmp behind and leaves an existing file at path untouched. One exception: if only the final
+ * fsync of the directory fails, -1 is returned although the new file is already in place. */
 int qt_ckpt_write(const char *path, const qt_ckpt *ck, char *err, size_t errlen);
 
 /* Read and verify a whole checkpoint. On success every string and tensor buffer in *ck is
- * malloc'd and owned by ck: release with qt_ckpt_free. On failure returns -1, *ck is empty, and
- * err names the file and what is wrong (missing/truncated file, not HDF5, bad version, checksum
- * mismatch in /params/X, ...). */
+ * malloc'd and owned by ck: release with qt_ckpt_free. params, optim and rngs come back sorted
+ * bytewise by name. /params is required; /optim, /rng and /data are required for kind "train"
+ * and optional (counts 0) otherwise. On failure returns -1, *ck is empty, and err names the file
+ * and what is wrong (missing/truncated file, not HDF5, bad version, checksum mismatch in
+ * /params/X, ...). */
 int qt_ckpt_read(const char *path, qt_ckpt *ck, char *err, size_t errlen);
 void qt_ckpt_free(qt_ckpt *ck); /* frees what qt_ckpt_read allocated; leaves ck zeroed */
 
@@ -71,13 +82,15 @@ const qt_ckpt_tensor *qt_ckpt_find(const qt_ckpt_tensor *arr, size_t n, const ch
 
 /* dir/step_NNNNNNN.h5 (7 digits, zero-padded). */
 void qt_ckpt_path(char *out, size_t outlen, const char *dir, int64_t step);
-/* Newest checkpoint in dir (by step number) that reads and verifies; older ones are tried when a
- * newer one is damaged (each skipped one is reported through warn, if non-NULL). Returns 1 found,
- * 0 none, -1 error (message in err). */
+/* Newest checkpoint in dir (by step number, not name) that reads and verifies (a full
+ * qt_ckpt_read); older ones are tried when a newer one is damaged (each skipped one is reported
+ * through warn, if non-NULL, with the reason). Returns 1 found (path in out), 0 none (also when
+ * dir does not exist), -1 error (message in err). */
 int qt_ckpt_find_latest(const char *dir, char *out, size_t outlen,
                         void (*warn)(const char *msg, void *user), void *user, char *err,
                         size_t errlen);
-/* Delete all but the newest `keep` step_*.h5 files in dir (and any stale *.tmp). */
+/* Delete all but the newest `keep` (>= 1) step_<digits>.h5 files in dir, and any stale
+ * step_*.tmp. Other files and directories are never touched. A missing dir is not an error. */
 int qt_ckpt_prune(const char *dir, int keep, char *err, size_t errlen);
 
 #endif

@@ -39,6 +39,11 @@ typedef enum { QT_POS_ROPE = 0, QT_POS_LEARNED } qt_positions;
 typedef enum { QT_ATTN_STANDARD = 0, QT_ATTN_CROPE } qt_attention;
 typedef enum { QT_OPT_ADAMW = 0, QT_OPT_SGD } qt_optimizer;
 typedef enum { QT_SCHED_COSINE = 0, QT_SCHED_LINEAR, QT_SCHED_CONSTANT } qt_schedule;
+typedef enum { QT_QUANT_NONE = 0, QT_QUANT_SINGLE, QT_QUANT_MULTI } qt_quant_mode;
+typedef enum { QT_QUANTIZE_WEIGHTS = 0, QT_QUANTIZE_WEIGHTS_ACTS } qt_quantize_what;
+typedef enum { QT_ROUND_EVEN = 0, QT_ROUND_NEAREST } qt_rounding;   /* = mx_rounding */
+typedef enum { QT_STE_IDENTITY = 0, QT_STE_CLIPPED } qt_ste;       /* = ag_ste */
+typedef enum { QT_ANCHOR_MXINT8 = 0, QT_ANCHOR_MXFP8_E4M3, QT_ANCHOR_MXFP8_E5M2 } qt_anchor;
 
 typedef struct qt_config {
     struct {
@@ -66,6 +71,17 @@ typedef struct qt_config {
         int64_t warmup_steps;
         qt_schedule schedule;
     } optim;
+    struct {
+        qt_quant_mode mode;
+        char formats[QT_PATH_MAX];        /* comma-separated MX format names */
+        char format_weights[QT_PATH_MAX]; /* "uniform" or one weight per format */
+        qt_quantize_what quantize;
+        qt_rounding rounding;
+        qt_ste ste;
+        int64_t start_step;
+        qt_anchor anchor;
+        bool weights_via_anchor, quantize_head;
+    } quant;
     /* Where each key's value came from, for error messages about combinations of keys:
      * "configs/x.ini:7", "--set", or "default". Indexed like the key table. */
     char (*origin)[QT_PATH_MAX + 16];
@@ -114,6 +130,18 @@ int qt_config_model_diff(const qt_config *a, const qt_config *b, char *diff, siz
 /* Names of enum values as used in INI files ("cosine", "rope", ...); "?" for a value outside the
  * enum. */
 const char *qt_schedule_name(qt_schedule s);
+const char *qt_quant_mode_name(qt_quant_mode m);
+const char *qt_anchor_name(qt_anchor a); /* "mxint8" | "mxfp8_e4m3" | "mxfp8_e5m2" */
+
+/* [quant] formats and format_weights, parsed: formats as mx_format values, weights normalised to
+ * sum 1 ("uniform" = equal). Errors name the key, the bad item and where the key was set. */
+#define QT_MAX_FORMATS 16
+typedef struct qt_format_set {
+    int n;
+    int formats[QT_MAX_FORMATS]; /* mx_format */
+    double weights[QT_MAX_FORMATS];
+} qt_format_set;
+int qt_config_format_set(const qt_config *c, qt_format_set *out, char *err, size_t errlen);
 const char *qt_run_mode_name(qt_run_mode m);
 const char *qt_norm_name(qt_norm n);
 const char *qt_positions_name(qt_positions p);

@@ -11,7 +11,10 @@
 /* Enum values are stored through an int (config_value.c); the enums must be int-sized. */
 _Static_assert(sizeof(qt_run_mode) == sizeof(int) && sizeof(qt_norm) == sizeof(int) &&
                    sizeof(qt_positions) == sizeof(int) && sizeof(qt_attention) == sizeof(int) &&
-                   sizeof(qt_optimizer) == sizeof(int) && sizeof(qt_schedule) == sizeof(int),
+                   sizeof(qt_optimizer) == sizeof(int) && sizeof(qt_schedule) == sizeof(int) &&
+                   sizeof(qt_quant_mode) == sizeof(int) && sizeof(qt_quantize_what) == sizeof(int) &&
+                   sizeof(qt_rounding) == sizeof(int) && sizeof(qt_ste) == sizeof(int) &&
+                   sizeof(qt_anchor) == sizeof(int),
                "enum fields are stored as int");
 
 /* Choice lists, in enum order, NULL-terminated; pinned to the enums' last value. */
@@ -21,6 +24,11 @@ static const char *const pos_names[] = {"rope", "learned", NULL};
 static const char *const attn_names[] = {"standard", "crope", NULL};
 static const char *const opt_names[] = {"adamw", "sgd", NULL};
 static const char *const sched_names[] = {"cosine", "linear", "constant", NULL};
+static const char *const qmode_names[] = {"none", "single", "multi", NULL};
+static const char *const qwhat_names[] = {"weights", "weights+activations", NULL};
+static const char *const round_names[] = {"even", "nearest", NULL};
+static const char *const ste_names[] = {"identity", "clipped", NULL};
+static const char *const anchor_names[] = {"mxint8", "mxfp8_e4m3", "mxfp8_e5m2", NULL};
 #define QT_NNAMES(a) (sizeof(a) / sizeof(a[0]) - 1)
 _Static_assert(QT_NNAMES(mode_names) == QT_MODE_GRPO + 1, "mode names");
 _Static_assert(QT_NNAMES(norm_names) == QT_NORM_RMSNORM + 1, "norm names");
@@ -28,6 +36,11 @@ _Static_assert(QT_NNAMES(pos_names) == QT_POS_LEARNED + 1, "positions names");
 _Static_assert(QT_NNAMES(attn_names) == QT_ATTN_CROPE + 1, "attention names");
 _Static_assert(QT_NNAMES(opt_names) == QT_OPT_SGD + 1, "optimizer names");
 _Static_assert(QT_NNAMES(sched_names) == QT_SCHED_CONSTANT + 1, "schedule names");
+_Static_assert(QT_NNAMES(qmode_names) == QT_QUANT_MULTI + 1, "quant mode names");
+_Static_assert(QT_NNAMES(qwhat_names) == QT_QUANTIZE_WEIGHTS_ACTS + 1, "quantize names");
+_Static_assert(QT_NNAMES(round_names) == QT_ROUND_NEAREST + 1, "rounding names");
+_Static_assert(QT_NNAMES(ste_names) == QT_STE_CLIPPED + 1, "ste names");
+_Static_assert(QT_NNAMES(anchor_names) == QT_ANCHOR_MXFP8_E5M2 + 1, "anchor names");
 
 static const char *enum_name(const char *const *names, size_t n, int v) {
     return v >= 0 && (size_t)v < n ? names[v] : "?";
@@ -44,6 +57,12 @@ const char *qt_attention_name(qt_attention a) {
 }
 const char *qt_optimizer_name(qt_optimizer o) {
     return enum_name(opt_names, QT_NNAMES(opt_names), (int)o);
+}
+const char *qt_quant_mode_name(qt_quant_mode m) {
+    return enum_name(qmode_names, QT_NNAMES(qmode_names), (int)m);
+}
+const char *qt_anchor_name(qt_anchor a) {
+    return enum_name(anchor_names, QT_NNAMES(anchor_names), (int)a);
 }
 const char *qt_schedule_name(qt_schedule s) {
     return enum_name(sched_names, QT_NNAMES(sched_names), (int)s);
@@ -69,6 +88,8 @@ typedef char qt_path_field[QT_PATH_MAX];
     { #sec, #key, QT_KT_BOOL, QT_FIELD(sec, key, bool), def, 0, 0, 0, 0, 0, NULL, desc }
 #define QT_PATH(sec, key, def, desc)                                                               \
     { #sec, #key, QT_KT_PATH, QT_FIELD(sec, key, qt_path_field), def, 0, 0, 0, 0, 0, NULL, desc }
+#define QT_LIST(sec, key, def, desc)                                                               \
+    { #sec, #key, QT_KT_LIST, QT_FIELD(sec, key, qt_path_field), def, 0, 0, 0, 0, 0, NULL, desc }
 #define QT_ENUM(sec, key, T, names, def, desc)                                                     \
     { #sec, #key, QT_KT_ENUM, QT_FIELD(sec, key, T), def, 0, 0, 0, 0, 0, names, desc }
 
@@ -116,6 +137,17 @@ const qt_key qt_cfg_keys[] = {
     QT_I64(optim, warmup_steps, "100", 0, QT_BIG, "linear warmup steps from 0 to lr"),
     QT_ENUM(optim, schedule, qt_schedule, sched_names, "cosine", "decay from lr to min_lr after warmup"),
     QT_DBL(optim, grad_clip, "1.0", 0, INFINITY, 0, "clip the global gradient norm to this (0 = off)"),
+
+    QT_ENUM(quant, mode, qt_quant_mode, qmode_names, "none", "fake quantization: none (fp32), single format, or multi (one random format per step)"),
+    QT_LIST(quant, formats, "mxint8,mxint6,mxint4,mxfp8_e4m3,mxfp8_e5m2,mxfp6_e3m2,mxfp6_e2m3,mxfp4_e2m1", "MX formats to train in (single: exactly one)"),
+    QT_LIST(quant, format_weights, "uniform", "sampling weights, one per format, or uniform"),
+    QT_ENUM(quant, quantize, qt_quantize_what, qwhat_names, "weights+activations", "what linear layers fake-quantize (blocks of 32 along the reduction dim)"),
+    QT_ENUM(quant, rounding, qt_rounding, round_names, "even", "element rounding: ties to even (OCP) or away from zero"),
+    QT_ENUM(quant, ste, qt_ste, ste_names, "identity", "straight-through gradient: identity, or zero where the input saturated"),
+    QT_I64(quant, start_step, "0", 0, QT_BIG, "train in fp32 before this step (delayed fake quantization)"),
+    QT_ENUM(quant, anchor, qt_anchor, anchor_names, "mxint8", "format of anchor.h5, the packed checkpoint lower formats are sliced from"),
+    QT_BOOL(quant, weights_via_anchor, "false", "lower-format weights = Slice-and-Scale of the anchor-quantized weight"),
+    QT_BOOL(quant, quantize_head, "false", "also fake-quantize the output projection (lm_head or tied wte)"),
 };
 /* clang-format on */
 const size_t qt_cfg_nkeys = sizeof(qt_cfg_keys) / sizeof(qt_cfg_keys[0]);

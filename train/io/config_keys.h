@@ -16,7 +16,9 @@ typedef enum {
     QT_KT_DOUBLE, /* double field, range dmin..dmax (ends open per flags; dmax may be INFINITY) */
     QT_KT_BOOL,   /* bool field */
     QT_KT_PATH,   /* char[QT_PATH_MAX] field, 1..QT_CONFIG_STRING_MAX bytes */
-    QT_KT_ENUM    /* enum field (stored as int), value = index into choices */
+    QT_KT_ENUM,   /* enum field (stored as int), value = index into choices */
+    QT_KT_LIST    /* char[QT_PATH_MAX] field holding a comma-separated list, checked by the
+                     cross-key validation (e.g. [quant] formats) */
 } qt_key_type;
 
 #define QT_KEY_MIN_OPEN 1u /* dmin itself is out of range */

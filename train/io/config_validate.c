@@ -47,6 +47,9 @@ int qt_config_validate(const qt_config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "head size %d (%s / %s) must be even for %s", C / NH, a, n, b);
         return -1;
     }
+    qt_format_set fs;
+    if (qt_config_format_set(c, &fs, err, errlen) != 0)
+        return -1;
     if (c->optim.min_lr > c->optim.lr) {
         describe(c, "optim", "min_lr", a, sizeof a);
         describe(c, "optim", "lr", b, sizeof b);

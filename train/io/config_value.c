@@ -114,6 +114,8 @@ const char *qt_cfg_type_name(qt_key_type t) {
         return "bool";
     case QT_KT_PATH:
         return "path";
+    case QT_KT_LIST:
+        return "list";
     case QT_KT_ENUM:
         return "enum";
     }
@@ -171,6 +173,9 @@ void qt_cfg_range_text(int idx, char *buf, size_t len) {
         break;
     case QT_KT_PATH:
         append(buf, len, &n, "1..%d bytes", QT_CONFIG_STRING_MAX);
+        break;
+    case QT_KT_LIST:
+        append(buf, len, &n, "comma-separated");
         break;
     case QT_KT_ENUM:
         choices_text(k, "|", buf, len);
@@ -245,7 +250,8 @@ static const char *store(const qt_key *k, int idx, const char *value, char *fiel
         memcpy(field, &v, sizeof v);
         return NULL;
     }
-    case QT_KT_PATH: {
+    case QT_KT_PATH:
+    case QT_KT_LIST: {
         size_t len = strlen(value);
         if (len > QT_CONFIG_STRING_MAX) {
             snprintf(why, whylen, "longer than %d bytes", QT_CONFIG_STRING_MAX);
@@ -329,6 +335,7 @@ void qt_cfg_format(const qt_config *c, int idx, char *buf, size_t len) {
         return;
     }
     case QT_KT_PATH:
+    case QT_KT_LIST:
         snprintf(buf, len, "%.*s", QT_PATH_MAX - 1, field);
         return;
     case QT_KT_ENUM: {

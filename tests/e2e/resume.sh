@@ -1,0 +1,37 @@
+# resume.sh — same seed ⇒ identical losses; 2N steps == N + resume + N, bit for bit (metrics and
+# final parameters); Ctrl-C (SIGINT) checkpoints and exits 130, and --resume auto continues it.
+source "$2/tests/e2e/lib/common.sh"
+
+A=$(tiny_config "$WORK/a"); B=$(tiny_config "$WORK/b"); C=$(tiny_config "$WORK/c")
+"$TRAIN" "$A" 2> "$WORK/a.log" || { cat "$WORK/a.log"; fail "run a"; }
+"$TRAIN" "$B" --stop-after 15 2> "$WORK/b1.log" || { cat "$WORK/b1.log"; fail "run b part 1"; }
+[ -f "$WORK/b/ckpt/step_0000015.h5" ] || fail "no checkpoint at the stop"
+"$TRAIN" "$B" --resume auto 2> "$WORK/b2.log" || { cat "$WORK/b2.log"; fail "run b part 2"; }
+grep -q "resumed from .*step_0000015.h5 at step 15" "$WORK/b2.log" || fail "resume message"
+
+diff <(losses "$WORK/a/metrics.csv") <(losses "$WORK/b/metrics.csv") || fail "resumed metrics differ"
+[ "$(wc -l < "$WORK/a/metrics.csv")" -eq 31 ] || fail "expected 30 rows + header"
+head -1 "$WORK/a/metrics.csv" | grep -qx "step,tokens,lr,format,loss,val_loss,grad_norm,ms_per_step,tokens_per_s" \
+  || fail "metrics header"
+"$CKPT" --compare-params "$WORK/a/ckpt/step_0000030.h5" "$WORK/b/ckpt/step_0000030.h5" \
+  || fail "final parameters differ"
+
+# Same config and seed twice: identical losses.
+"$TRAIN" "$C" 2> "$WORK/c.log" || fail "run c"
+diff <(losses "$WORK/a/metrics.csv") <(losses "$WORK/c/metrics.csv") || fail "two runs differ"
+
+# The loss falls.
+first=$(sed -n 2p "$WORK/a/metrics.csv" | cut -d, -f5); last=$(tail -1 "$WORK/a/metrics.csv" | cut -d, -f5)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' || fail "loss did not fall: $first -> $last"
+
+# SIGINT: finish the step, checkpoint, exit 130; then resume to the same result.
+D=$(tiny_config "$WORK/d" ; ) ; sed -i 's/^steps = 30/steps = 100000/' "$D"
+"$TRAIN" "$D" 2> "$WORK/d.log" & pid=$!
+for _ in $(seq 100); do [ -f "$WORK/d/metrics.csv" ] && [ "$(wc -l < "$WORK/d/metrics.csv")" -gt 3 ] && break; sleep 0.1; done
+kill -INT $pid; rc=0; wait $pid || rc=$?
+[ "$rc" -eq 130 ] || { cat "$WORK/d.log"; fail "SIGINT exit code $rc"; }
+grep -q "interrupted; checkpoint written" "$WORK/d.log" || fail "interrupt message"
+n=$(tail -1 "$WORK/d/metrics.csv" | cut -d, -f1)
+[ -f "$WORK/d/ckpt/step_$(printf %07d "$n").h5" ] || fail "no checkpoint at interrupted step $n"
+"$TRAIN" "$D" --resume auto --stop-after $((n + 2)) 2> "$WORK/d2.log" || fail "resume after SIGINT"
+echo "resume: ok"

@@ -1,0 +1,81 @@
+/* gpt.h — the GPT model: parameters (one allocation, named like a PyTorch state dict) and the
+ * forward pass recorded on an autograd tape.
+ *
+ * Layout per block (pre-norm): x += wo·attn(rope(wq·ln1(x)), rope(wk·ln1(x)), wv·ln1(x));
+ *                              x += down·gelu(up·ln2(x)).
+ * Names and shapes follow ../shared/DESIGN.md: wte [V,C], wpe [T,C], h.{i}.ln1.weight [C], ...,
+ * lm_head [V,C] (absent when tied). Matrices are [out, in], row-major. */
+#ifndef QAT_TRAIN_MODEL_GPT_H
+#define QAT_TRAIN_MODEL_GPT_H
+
+#include "autograd/ag.h"
+#include "train/io/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QT_NAME_MAX 96
+
+typedef struct qt_param {
+    char name[QT_NAME_MAX];
+    ag_tensor t;  /* data and grad point into the model's storage */
+    bool decay;   /* weight decay applies (matrices and embeddings, not norms) */
+} qt_param;
+
+typedef struct qt_block {
+    ag_tensor *ln1_w, *ln1_b, *wq, *wk, *wv, *wo, *ln2_w, *ln2_b, *up, *down; /* ln*_b NULL for RMSNorm */
+} qt_block;
+
+/* Fake quantization applied to every linear layer during a forward pass (blocks of 32 along the
+ * reduction dim, i.e. the last axis of both the input and the [out,in] weight). */
+typedef struct qt_quant {
+    mx_format format; /* MX_FP32 = off */
+    mx_rounding rounding;
+    ag_ste ste;
+    mx_format weights_via; /* MX_FP32, or the anchor format: weights = SnS(anchor(W)) */
+    bool activations;      /* also the inputs of each linear layer */
+    bool head;             /* also the output projection (lm_head or tied wte) */
+} qt_quant;
+
+typedef struct qt_model {
+    int L, NH, C, F, T, V; /* layers, heads, width, MLP width, max sequence, vocabulary */
+    qt_norm norm;
+    qt_positions positions;
+    bool tied;
+    float *data, *grad; /* all parameters, then all gradients, contiguous */
+    size_t n_floats;
+    qt_param *params;
+    size_t n_params;
+    ag_tensor *wte, *wpe, *lnf_w, *lnf_b, *lm_head; /* wpe, lnf_b, lm_head may be NULL */
+    qt_block *blocks;
+    qt_quant quant; /* used by the next forward passes; format MX_FP32 after create */
+} qt_model;
+
+/* Allocate a model for cfg->model (parameters uninitialised). NULL with a message on failure. */
+qt_model *qt_model_create(const qt_config *cfg, char *err, size_t errlen);
+void qt_model_free(qt_model *m);
+
+/* GPT-2 initialisation: N(0, 0.02) for matrices and embeddings, residual projections (wo, down)
+ * scaled by 1/sqrt(2L), norm weights 1 and biases 0. `normal` returns N(0,1) samples. */
+void qt_model_init(qt_model *m, double (*normal)(void *rng), void *rng);
+
+void qt_model_zero_grad(qt_model *m);
+/* The quantization of the next forward passes (the per-step format under MF-QAT). */
+void qt_model_set_quant(qt_model *m, const qt_quant *q);
+/* Whether parameter p goes through a quantized linear layer under m->quant's options (the
+ * matrices of every block; the output projection when q->head). Anchors store exactly these. */
+bool qt_model_param_quantized(const qt_model *m, const qt_param *p, bool head);
+qt_param *qt_model_find(qt_model *m, const char *name);
+
+/* Logits [B,T,V] for token ids x [B,T] (T ≤ model T). Records on the tape when it is recording. */
+ag_tensor *qt_model_logits(qt_model *m, ag_tape *tape, const int32_t *x, int B, int T);
+/* Mean next-token cross-entropy against targets y [B,T] (entries < 0 ignored). */
+ag_tensor *qt_model_loss(qt_model *m, ag_tape *tape, const int32_t *x, const int32_t *y, int B,
+                         int T);
+
+/* Parameter count of the whole model, and of the attention projections alone. */
+size_t qt_model_param_count(const qt_model *m);
+size_t qt_model_attn_param_count(const qt_model *m);
+
+#endif

@@ -1,0 +1,137 @@
+/* loop.c — the training loop: one step = batch, forward, backward, clip, update; then logging,
+ * evaluation and checkpoints on their schedules. Nothing here allocates per step: activations
+ * live in the tape's arena, which is reset at the start of every step. */
+#include "train/io/metrics.h"
+#include "train/run/progress.h"
+#include "train/run/session.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+int qt_session_step(qt_session *s, double lr, int64_t debug_nan_at, qt_step_result *r) {
+    double t0 = qt_now();
+    r->format = qt_format_draw(&s->formats, &s->rng[DATA_STREAM_FORMAT], s->step);
+    qt_quant q = qt_format_quant(&s->formats, r->format);
+    qt_model_set_quant(s->model, &q);
+    data_sampler_next(s->sampler, s->x, s->y);
+    ag_tape_reset(s->tape);
+    ag_tensor *loss = qt_model_loss(s->model, s->tape, s->x, s->y, s->B, s->T);
+    if (!loss) {
+        fprintf(stderr, "\nqat-train: step %lld: %s\n", (long long)s->step + 1,
+                ag_tape_error(s->tape));
+        return QT_EXIT_INTERNAL;
+    }
+    r->loss = *(float *)loss->data;
+    if (s->step + 1 == debug_nan_at)
+        r->loss = NAN;
+    if (!isfinite(r->loss)) {
+        fprintf(stderr, "\nqat-train: loss is %g at step %lld; stopping (last good checkpoint: %s)\n",
+                r->loss, (long long)s->step + 1, s->last_ckpt[0] ? s->last_ckpt : "none");
+        return QT_EXIT_NUMERIC;
+    }
+    qt_model_zero_grad(s->model);
+    if (ag_backward(s->tape, loss, NULL) != 0) {
+        fprintf(stderr, "\nqat-train: backward failed: %s\n", ag_tape_error(s->tape));
+        return QT_EXIT_INTERNAL;
+    }
+    r->grad_norm = opt_clip_grad_norm(s->oparams, s->model->n_params, s->cfg.optim.grad_clip);
+    if (!isfinite(r->grad_norm)) {
+        fprintf(stderr,
+                "\nqat-train: gradient norm is %g at step %lld; stopping (last good checkpoint: "
+                "%s)\n",
+                r->grad_norm, (long long)s->step + 1, s->last_ckpt[0] ? s->last_ckpt : "none");
+        return QT_EXIT_NUMERIC;
+    }
+    opt_step(s->opt, lr);
+    s->step++;
+    r->seconds = qt_now() - t0;
+    return QT_EXIT_OK;
+}
+
+static bool every(int64_t step, int64_t n) { return n > 0 && step % n == 0; }
+
+static void print_banner(const qt_session *s) {
+    const qt_model *m = s->model;
+    fprintf(stderr,
+            "qat-train: GPT %d layers, %d heads, d_model %d, d_ff %d, seq %d: %zu parameters "
+            "(attention projections %zu)\n",
+            m->L, m->NH, m->C, m->F, m->T, qt_model_param_count(m),
+            qt_model_attn_param_count(m));
+    fprintf(stderr, "qat-train: %lld steps of %d x %d tokens, %s, lr %g, out_dir %s\n",
+            (long long)s->cfg.run.steps, s->B, s->T, opt_kind_name((opt_kind)s->cfg.optim.name),
+            s->cfg.optim.lr, s->cfg.run.out_dir);
+}
+
+static int run(qt_session *s, const qt_train_opts *o, FILE *metrics) {
+    const qt_config *c = &s->cfg;
+    qt_progress pr;
+    qt_progress_init(&pr, stderr, s->step, c->run.steps, c->run.log_every);
+    int64_t tokens_per_step = (int64_t)s->B * s->T;
+    double last_val = NAN;
+    while (s->step < c->run.steps) {
+        if (o->stop_after > 0 && s->step >= o->stop_after)
+            break;
+        double lr = opt_schedule_lr((opt_schedule)c->optim.schedule, c->optim.lr,
+                                    c->optim.min_lr, c->optim.warmup_steps, c->run.steps,
+                                    s->step);
+        qt_step_result r;
+        int rc = qt_session_step(s, lr, o->debug_nan_at, &r);
+        if (rc != QT_EXIT_OK)
+            return rc;
+        double val = NAN;
+        if (every(s->step, c->run.eval_every) || s->step == c->run.steps) {
+            val = last_val = qt_session_eval(s, qt_format_eval(&s->formats));
+            qt_progress_println(&pr, "step %lld: val_loss %.4f", (long long)s->step, val);
+        }
+        double tps = (double)tokens_per_step / r.seconds;
+        const char *fmt = mx_format_name(r.format);
+        qt_metrics_row row = {s->step, s->step * tokens_per_step, lr, fmt, r.loss, val,
+                              r.grad_norm, 1000.0 * r.seconds, tps};
+        qt_metrics_write(metrics, &row);
+        qt_progress_update(&pr, s->step, r.loss, lr, tps, fmt);
+        bool interrupted = o->stop && *o->stop;
+        if (every(s->step, c->run.ckpt_every) || interrupted || s->step == c->run.steps) {
+            if ((rc = qt_session_save(s)) != QT_EXIT_OK)
+                return rc;
+        }
+        if (interrupted) {
+            qt_progress_println(&pr, "qat-train: interrupted; checkpoint written to %s",
+                                s->last_ckpt);
+            return QT_EXIT_INTERRUPTED;
+        }
+    }
+    qt_progress_done(&pr);
+    if (s->step < c->run.steps) { /* --stop-after */
+        int rc = qt_session_save(s);
+        if (rc == QT_EXIT_OK)
+            fprintf(stderr, "qat-train: stopped after step %lld; checkpoint %s\n",
+                    (long long)s->step, s->last_ckpt);
+        return rc;
+    }
+    if (isnan(last_val))
+        last_val = qt_session_eval(s, qt_format_eval(&s->formats));
+    fprintf(stderr, "qat-train: done: %lld steps, final val_loss %.4f; checkpoint %s\n",
+            (long long)s->step, last_val, s->last_ckpt);
+    return QT_EXIT_OK;
+}
+
+int qt_train(const qt_train_opts *o) {
+    qt_session s;
+    int rc = qt_session_open(&s, o);
+    if (rc != QT_EXIT_OK)
+        return rc;
+    print_banner(&s);
+    char path[QT_PATH_MAX + 32], err[1024];
+    snprintf(path, sizeof path, "%s/metrics.csv", s.cfg.run.out_dir);
+    FILE *metrics = qt_metrics_open(path, s.step > 0 ? s.step : -1, err, sizeof err);
+    if (!metrics) {
+        fprintf(stderr, "qat-train: %s\n", err);
+        qt_session_close(&s);
+        return QT_EXIT_USAGE;
+    }
+    rc = run(&s, o, metrics);
+    fclose(metrics);
+    qt_session_close(&s);
+    return rc;
+}

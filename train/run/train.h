@@ -1,0 +1,33 @@
+/* train.h — the training run behind `qat-train`: setup, resume, the step loop, evaluation and
+ * checkpoints. The CLI only parses arguments and installs signal handlers. */
+#ifndef QAT_TRAIN_RUN_TRAIN_H
+#define QAT_TRAIN_RUN_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+
+/* Exit codes of every qat CLI (DESIGN.md). */
+enum {
+    QT_EXIT_OK = 0,
+    QT_EXIT_INTERNAL = 1, /* out of memory, arena limits: a bug or an undersized machine */
+    QT_EXIT_USAGE = 2,    /* command line or config */
+    QT_EXIT_DATA = 3,     /* corpus */
+    QT_EXIT_CKPT = 4,     /* unreadable, corrupt or mismatching checkpoint; failed write */
+    QT_EXIT_NUMERIC = 5,  /* non-finite loss or gradient */
+    QT_EXIT_INTERRUPTED = 130
+};
+
+typedef struct qt_train_opts {
+    const char *config_path;
+    const char *resume;       /* NULL: fresh run; "auto": newest valid checkpoint; else a path */
+    const char *const *sets;  /* "section.key=value" overrides, applied after the file */
+    int n_sets;
+    int64_t stop_after;       /* > 0: checkpoint and exit 0 once this many steps are done */
+    int64_t debug_nan_at;     /* > 0: test hook, the loss of this step is made NaN */
+    volatile sig_atomic_t *stop; /* set by a signal handler: checkpoint and exit 130 */
+} qt_train_opts;
+
+/* Run training; messages go to stderr. Returns one of the exit codes above. */
+int qt_train(const qt_train_opts *o);
+
+#endif
