@@ -2,5 +2,5 @@
 #include "qttest.h"
 
 int main(void) {
-    return qtt_run_config() + qtt_run_ckpt() + qtt_run_model();
+    return qtt_run_config() + qtt_run_ckpt() + qtt_run_model() + qtt_run_anchor();
 }

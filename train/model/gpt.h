@@ -34,6 +34,8 @@ typedef struct qt_quant {
     mx_rounding rounding;
     ag_ste ste;
     mx_format weights_via; /* MX_FP32, or the anchor format: weights = SnS(anchor(W)) */
+    bool weights_ready;    /* the weights already hold quantized values (loaded from an anchor):
+                              quantize activations only, never re-quantize the weights */
     bool activations;      /* also the inputs of each linear layer */
     bool head;             /* also the output projection (lm_head or tied wte) */
 } qt_quant;
