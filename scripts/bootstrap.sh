@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libcmocka-dev
-      libinih-dev fortunes gnuplot-nox)
+      libinih-dev fortunes gnuplot-nox python3)
 build=1
 for arg in "$@"; do
   case "$arg" in

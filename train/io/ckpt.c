@@ -27,6 +27,48 @@ const qt_ckpt_tensor *qt_ckpt_find(const qt_ckpt_tensor *arr, size_t n, const ch
     return NULL;
 }
 
+const qt_ckpt_attr *qt_ckpt_find_attr(const qt_ckpt *ck, const char *obj, const char *name) {
+    for (size_t i = 0; i < ck->n_attrs; i++)
+        if (strcmp(ck->attrs[i].obj, obj) == 0 && strcmp(ck->attrs[i].name, name) == 0)
+            return &ck->attrs[i];
+    return NULL;
+}
+
+static void attr_init(qt_ckpt_attr *a, const char *obj, const char *name, qt_ck_attr_type type) {
+    memset(a, 0, sizeof *a);
+    snprintf(a->obj, sizeof a->obj, "%s", obj);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->type = type;
+}
+
+void qt_ckpt_attr_str(qt_ckpt_attr *a, const char *obj, const char *name, const char *s) {
+    attr_init(a, obj, name, QT_CK_ATTR_STR);
+    snprintf(a->str, sizeof a->str, "%s", s);
+}
+
+void qt_ckpt_attr_ints(qt_ckpt_attr *a, const char *obj, const char *name, const int64_t *v,
+                       int n) {
+    attr_init(a, obj, name, QT_CK_ATTR_INT);
+    a->n = n; /* out of range is the writer's to refuse */
+    for (int i = 0; i < n && i < QT_CKPT_ATTR_INTS; i++)
+        a->ints[i] = v[i];
+}
+
+int qt_ck_is_fixed_root_attr(const char *name) {
+    static const char *const fixed[] = {"qat_format_version", "kind",    "step", "config",
+                                        "model_hash",         "checksum"};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (strcmp(name, fixed[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int qt_ck_cmp_attr(const void *a, const void *b) {
+    const qt_ckpt_attr *x = *(const qt_ckpt_attr *const *)a, *y = *(const qt_ckpt_attr *const *)b;
+    int c = strcmp(x->obj, y->obj);
+    return c ? c : strcmp(x->name, y->name);
+}
+
 static void free_tensors(qt_ckpt_tensor *t, size_t n) {
     if (!t)
         return;
@@ -41,6 +83,7 @@ void qt_ckpt_free(qt_ckpt *ck) {
     free_tensors(ck->optim, ck->n_optim);
     free_tensors(ck->params, ck->n_params);
     free(ck->rngs);
+    free(ck->attrs);
     /* config_text is const for writers (they lend it); after qt_ckpt_read it is ours to free. */
     free((void *)ck->config_text);
     memset(ck, 0, sizeof *ck);

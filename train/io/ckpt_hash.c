@@ -10,6 +10,7 @@
  * byte layout of every record, and a Python reference implementation, are in docs/CHECKPOINTS.md.
  * The checksum is defined over payload bytes as stored in the file (little-endian); the code
  * hashes the in-memory tensors, which are those bytes on little-endian hosts only. */
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 #include "train/io/ckpt_internal.h"
 
 #include <stdlib.h>
@@ -118,8 +119,50 @@ size_t qt_ck_items_of(const qt_ckpt *ck, qt_ck_item *items) {
     return n;
 }
 
-uint64_t qt_ck_checksum(qt_ck_item *items, size_t n, const qt_ckpt *ck) {
+/* Extra attribute record: full object path ("/" for the root, "/params/OBJ" otherwise), NUL,
+ * name, NUL, type byte (0 string, 1 integers), count (u64: string bytes, or number of values);
+ * then the payload: the string bytes, or each value as i64. None for files without extras, so
+ * their checksum is what it was before extras existed. */
+static uint64_t hash_attrs(const qt_ckpt_attr **attrs, size_t n, uint64_t h) {
+    unsigned char rec[QT_CKPT_NAME_MAX + QT_CKPT_ATTR_NAME_MAX + 32];
+    unsigned char payload[8 * QT_CKPT_ATTR_INTS];
+    for (size_t i = 0; i < n; i++) {
+        const qt_ckpt_attr *a = attrs[i];
+        size_t ol = strnlen(a->obj, sizeof a->obj - 1);
+        size_t nl = strnlen(a->name, sizeof a->name - 1), k = 0;
+        if (ol == 0) {
+            rec[k++] = '/';
+        } else {
+            memcpy(rec + k, "/params/", 8), k += 8;
+            memcpy(rec + k, a->obj, ol), k += ol;
+        }
+        rec[k++] = 0;
+        memcpy(rec + k, a->name, nl), k += nl;
+        rec[k++] = 0;
+        rec[k++] = (unsigned char)a->type;
+        size_t count = 0, plen = 0;
+        const void *p = payload;
+        if (a->type == QT_CK_ATTR_STR) {
+            count = plen = strnlen(a->str, sizeof a->str - 1);
+            p = a->str;
+        } else {
+            count = a->n < 0 ? 0 : a->n > QT_CKPT_ATTR_INTS ? QT_CKPT_ATTR_INTS : (size_t)a->n;
+            for (size_t j = 0; j < count; j++)
+                put_le(payload + 8 * j, (uint64_t)a->ints[j]);
+            plen = 8 * count;
+        }
+        put_le(rec + k, (uint64_t)count), k += 8;
+        h = qt_ck_hash64(rec, k, h);
+        h = qt_ck_hash64(p, plen, h);
+    }
+    return h;
+}
+
+uint64_t qt_ck_checksum(qt_ck_item *items, size_t n, const qt_ckpt_attr **attrs, size_t n_attrs,
+                        const qt_ckpt *ck) {
     qsort(items, n, sizeof *items, cmp_items);
+    if (n_attrs)
+        qsort(attrs, n_attrs, sizeof *attrs, qt_ck_cmp_attr);
     uint64_t h = SEED;
     /* Dataset record: "/group/name" NUL, dtype byte, ndim byte, ndim x u64 dims, u64 byte count;
      * then the payload. Names are validated shorter than QT_CKPT_NAME_MAX by writer and reader,
@@ -156,5 +199,6 @@ uint64_t qt_ck_checksum(qt_ck_item *items, size_t n, const qt_ckpt *ck) {
         put_le(rec + k, vals[i]);
     h = qt_ck_hash64(rec, k, h);
     const char *cfg = ck->config_text ? ck->config_text : "";
-    return qt_ck_hash64(cfg, strlen(cfg), h);
+    h = qt_ck_hash64(cfg, strlen(cfg), h);
+    return hash_attrs(attrs, n_attrs, h);
 }

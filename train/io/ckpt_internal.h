@@ -30,10 +30,17 @@ typedef struct qt_ck_item {
 
 /* One-shot hash of n bytes, chained through seed. */
 uint64_t qt_ck_hash64(const void *p, size_t n, uint64_t seed);
-/* Sorts items in place by (group, name) — the canonical order — and returns the file checksum of
- * items plus the scalar metadata of ck (kind, step, config, model_hash, optim step/lr, data
- * epoch/cursor). */
-uint64_t qt_ck_checksum(qt_ck_item *items, size_t n, const qt_ckpt *ck);
+/* Sorts items in place by (group, name) and attrs (pointers to ck's extra attributes, n_attrs of
+ * them) by (obj, name) — the canonical orders — and returns the file checksum of items plus the
+ * scalar metadata of ck (kind, step, config, model_hash, optim step/lr, data epoch/cursor), then
+ * of the extra attributes. attrs may be NULL when n_attrs is 0. */
+uint64_t qt_ck_checksum(qt_ck_item *items, size_t n, const qt_ckpt_attr **attrs, size_t n_attrs,
+                        const qt_ckpt *ck);
+/* qsort comparator over const qt_ckpt_attr * by (obj, name). */
+int qt_ck_cmp_attr(const void *a, const void *b);
+/* 1 for the attributes every file has on its root (qat_format_version, kind, step, config,
+ * model_hash, checksum): they are never extra attributes. */
+int qt_ck_is_fixed_root_attr(const char *name);
 /* Fills items (capacity n_params + n_optim + n_rngs) from ck; returns the count. */
 size_t qt_ck_items_of(const qt_ckpt *ck, qt_ck_item *items);
 

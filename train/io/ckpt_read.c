@@ -136,6 +136,128 @@ done:
     return rc;
 }
 
+/* ---- extra attributes (qt_ckpt_attr) ---- */
+
+typedef struct attr_list {
+    qt_ckpt_attr *v;
+    size_t n, cap;
+} attr_list;
+
+/* Reads attribute `name` of loc (object obj: "" root, else a path below /params) into a fresh
+ * entry of list: a string, or 1 to QT_CKPT_ATTR_INTS integers as int64. */
+static int read_extra_attr(const ctx *c, hid_t loc, const char *obj, const char *name,
+                           attr_list *list) {
+    char where[QT_CKPT_NAME_MAX + 16];
+    snprintf(where, sizeof where, "/%s%s", obj[0] ? "params/" : "", obj);
+    if (strlen(name) >= QT_CKPT_ATTR_NAME_MAX || strchr(name, '/')) {
+        snprintf(c->err, c->errlen,
+                 "%s: attribute '%.60s' of %s: name longer than %d bytes or "
+                 "containing '/'",
+                 c->path, name, where, QT_CKPT_ATTR_NAME_MAX - 1);
+        return -1;
+    }
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? 2 * list->cap : 16;
+        qt_ckpt_attr *v = realloc(list->v, cap * sizeof *v);
+        if (!v) {
+            snprintf(c->err, c->errlen, "%s: out of memory reading attributes of %s", c->path,
+                     where);
+            return -1;
+        }
+        list->v = v;
+        list->cap = cap;
+    }
+    qt_ckpt_attr *a = &list->v[list->n];
+    memset(a, 0, sizeof *a);
+    snprintf(a->obj, sizeof a->obj, "%s", obj);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    int rc = -1;
+    hid_t at = -1, t = -1, sp = -1;
+    char *str = NULL;
+    if ((at = H5Aopen(loc, name, H5P_DEFAULT)) < 0 || (t = H5Aget_type(at)) < 0 ||
+        (sp = H5Aget_space(at)) < 0) {
+        qt_ck_h5_fail(c->err, c->errlen, "%s: cannot open attribute '%s' of %s", c->path, name,
+                      where);
+        goto done;
+    }
+    H5T_class_t cls = H5Tget_class(t);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    if (cls == H5T_STRING) {
+        if (get_str(c, loc, where, name, &str) != 0)
+            goto done;
+        if (strlen(str) >= QT_CKPT_ATTR_STR_MAX) {
+            snprintf(c->err, c->errlen, "%s: attribute '%s' of %s is longer than %d bytes", c->path,
+                     name, where, QT_CKPT_ATTR_STR_MAX - 1);
+            goto done;
+        }
+        a->type = QT_CK_ATTR_STR;
+        strcpy(a->str, str);
+    } else if (cls == H5T_INTEGER && rank <= 1 && np >= 1 && np <= QT_CKPT_ATTR_INTS) {
+        a->type = QT_CK_ATTR_INT;
+        a->n = (int)np;
+        if (H5Aread(at, H5T_NATIVE_INT64, a->ints) < 0) {
+            qt_ck_h5_fail(c->err, c->errlen, "%s: cannot read attribute '%s' of %s", c->path, name,
+                          where);
+            goto done;
+        }
+    } else {
+        snprintf(c->err, c->errlen,
+                 "%s: attribute '%s' of %s has an unsupported type (expected a string or 1 to "
+                 "%d integers)",
+                 c->path, name, where, QT_CKPT_ATTR_INTS);
+        goto done;
+    }
+    list->n++;
+    rc = 0;
+done:
+    free(str);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    if (at >= 0)
+        H5Aclose(at);
+    return rc;
+}
+
+typedef struct attr_walk {
+    const ctx *c;
+    const char *obj;
+    attr_list *list;
+    int failed; /* read_extra_attr failed and wrote the message */
+} attr_walk;
+
+static herr_t visit_attr(hid_t loc, const char *name, const H5A_info_t *info, void *user) {
+    (void)info;
+    attr_walk *w = user;
+    if (!w->obj[0] && qt_ck_is_fixed_root_attr(name))
+        return 0;
+    if (read_extra_attr(w->c, loc, w->obj, name, w->list) != 0) {
+        w->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Every attribute of obj (the root's fixed ones excepted) into list. */
+static int read_extra_attrs(const ctx *c, hid_t loc, const char *obj, attr_list *list) {
+    attr_walk w = {c, obj, list, 0};
+    hsize_t idx = 0;
+    if (H5Aiterate2(loc, H5_INDEX_NAME, H5_ITER_INC, &idx, visit_attr, &w) < 0) {
+        if (!w.failed)
+            qt_ck_h5_fail(c->err, c->errlen, "%s: cannot list the attributes of /%s%s", c->path,
+                          obj[0] ? "params/" : "", obj);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_attr_values(const void *a, const void *b) {
+    const qt_ckpt_attr *x = a, *y = b;
+    return qt_ck_cmp_attr(&x, &y);
+}
+
 /* ---- groups and datasets ---- */
 
 /* 1 if obj/name exists and is a group, 0 if absent, -1 (message set) if it is something else. */
@@ -163,9 +285,10 @@ static int has_group(const ctx *c, hid_t fid, const char *name) {
 typedef struct names {
     const ctx *c;
     const char *group;
-    size_t maxlen; /* names must be shorter, to fit the qt_ckpt name fields */
-    int flat;      /* sub-groups not allowed (rng) */
-    int failed;    /* collect() failed and wrote the message */
+    size_t maxlen;    /* names must be shorter, to fit the qt_ckpt name fields */
+    int flat;         /* sub-groups not allowed (rng) */
+    int failed;       /* collect() failed and wrote the message */
+    attr_list *attrs; /* non-NULL (/params): the objects' attributes are collected too */
     char **v;
     size_t n, cap;
 } names;
@@ -187,7 +310,14 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *u
         return -1;
     }
     H5I_type_t ty = H5Iget_type(o);
+    int attr_rc = 0;
+    if (s->attrs && strlen(name) < QT_CKPT_NAME_MAX)
+        attr_rc = read_extra_attrs(c, o, name, s->attrs);
     H5Oclose(o);
+    if (attr_rc != 0) {
+        s->failed = 1;
+        return -1;
+    }
     if (ty == H5I_GROUP && !s->flat)
         return 0; /* its members are visited next */
     if (ty != H5I_DATASET) {
@@ -326,10 +456,10 @@ done:
 }
 
 /* Loads every dataset below /group into a fresh array of tensors. */
-static int read_tensors(const ctx *c, hid_t fid, const char *group, qt_ckpt_tensor **arr,
-                        size_t *count) {
+static int read_tensors(const ctx *c, hid_t fid, const char *group, attr_list *attrs,
+                        qt_ckpt_tensor **arr, size_t *count) {
     int rc = -1;
-    names s = {c, group, QT_CKPT_NAME_MAX, 0, 0, NULL, 0, 0};
+    names s = {c, group, QT_CKPT_NAME_MAX, 0, 0, attrs, NULL, 0, 0};
     hid_t g = H5Gopen2(fid, group, H5P_DEFAULT);
     if (g < 0) {
         qt_ck_h5_fail(c->err, c->errlen, "%s: cannot open group /%s", c->path, group);
@@ -358,7 +488,7 @@ done:
 
 static int read_rngs(const ctx *c, hid_t fid, qt_ckpt *ck) {
     int rc = -1;
-    names s = {c, "rng", sizeof ck->rngs[0].name, 1, 0, NULL, 0, 0};
+    names s = {c, "rng", sizeof ck->rngs[0].name, 1, 0, NULL, NULL, 0, 0};
     hid_t g = H5Gopen2(fid, "rng", H5P_DEFAULT);
     if (g < 0) {
         qt_ck_h5_fail(c->err, c->errlen, "%s: cannot open group /rng", c->path);
@@ -416,6 +546,8 @@ static int read_open(const ctx *c, hid_t fid, qt_ckpt *ck) {
     uint64_t stored = 0;
     char *kind = NULL, *config = NULL;
     qt_ck_item *items = NULL;
+    const qt_ckpt_attr **order = NULL;
+    attr_list attrs = {NULL, 0, 0};
     hid_t g = -1;
 
     if (get_num(c, fid, "/", "qat_format_version", H5T_INTEGER, H5T_NATIVE_INT64, &version) != 0)
@@ -448,8 +580,14 @@ static int read_open(const ctx *c, hid_t fid, qt_ckpt *ck) {
             goto done;
         }
     }
-    if (read_tensors(c, fid, "params", &ck->params, &ck->n_params) != 0)
+    if (read_extra_attrs(c, fid, "", &attrs) != 0 ||
+        read_tensors(c, fid, "params", &attrs, &ck->params, &ck->n_params) != 0)
         goto done;
+    ck->attrs = attrs.v; /* owned by ck from here on */
+    ck->n_attrs = attrs.n;
+    attrs.v = NULL;
+    if (ck->n_attrs)
+        qsort(ck->attrs, ck->n_attrs, sizeof *ck->attrs, cmp_attr_values);
     if (present[1]) {
         if ((g = H5Gopen2(fid, "optim", H5P_DEFAULT)) < 0) {
             qt_ck_h5_fail(c->err, c->errlen, "%s: cannot open group /optim", c->path);
@@ -460,7 +598,7 @@ static int read_open(const ctx *c, hid_t fid, qt_ckpt *ck) {
             goto done;
         H5Gclose(g);
         g = -1;
-        if (read_tensors(c, fid, "optim", &ck->optim, &ck->n_optim) != 0)
+        if (read_tensors(c, fid, "optim", NULL, &ck->optim, &ck->n_optim) != 0)
             goto done;
     }
     if (present[2] && read_rngs(c, fid, ck) != 0)
@@ -476,12 +614,15 @@ static int read_open(const ctx *c, hid_t fid, qt_ckpt *ck) {
     }
 
     size_t n = ck->n_params + ck->n_optim + ck->n_rngs;
-    if (!(items = malloc((n ? n : 1) * sizeof *items))) {
+    if (!(items = malloc((n ? n : 1) * sizeof *items)) ||
+        !(order = malloc((ck->n_attrs ? ck->n_attrs : 1) * sizeof *order))) {
         snprintf(c->err, c->errlen, "%s: out of memory", c->path);
         goto done;
     }
     n = qt_ck_items_of(ck, items);
-    uint64_t computed = qt_ck_checksum(items, n, ck);
+    for (size_t i = 0; i < ck->n_attrs; i++)
+        order[i] = &ck->attrs[i];
+    uint64_t computed = qt_ck_checksum(items, n, order, ck->n_attrs, ck);
     if (computed != stored) {
         snprintf(c->err, c->errlen,
                  "%s: checksum mismatch: file is corrupted (datasets or attributes differ: "
@@ -493,6 +634,8 @@ static int read_open(const ctx *c, hid_t fid, qt_ckpt *ck) {
 done:
     if (g >= 0)
         H5Gclose(g);
+    free(attrs.v);
+    free(order);
     free(items);
     free(config);
     free(kind);

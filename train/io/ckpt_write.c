@@ -5,6 +5,7 @@
  * (its writes do not fsync, and a failing write can crash 1.10 at exit). The image costs about
  * twice the payload in memory while it is copied out; that is the price of one durable write.
  * Default (earliest) format bounds keep the files readable by every h5py/HDF5 1.8+ reader. */
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 #include "train/io/ckpt_internal.h"
 
 #include <hdf5.h>
@@ -57,6 +58,41 @@ static int put_str_attr(hid_t obj, const char *where, const char *name, const ch
 done:
     if (st >= 0)
         H5Tclose(st);
+    return rc;
+}
+
+/* An extra attribute (qt_ckpt_attr) on the root or on an object below /params. */
+static int put_extra_attr(hid_t fid, hid_t params, const qt_ckpt_attr *a, const char *path,
+                          char *err, size_t errlen) {
+    char where[QT_CKPT_NAME_MAX + 16];
+    snprintf(where, sizeof where, "/%s%s", a->obj[0] ? "params/" : "", a->obj);
+    int rc = -1;
+    hid_t obj = a->obj[0] ? H5Oopen(params, a->obj, H5P_DEFAULT) : fid, sp = -1;
+    if (obj < 0) {
+        qt_ck_h5_fail(err, errlen, "%s: cannot open %s for attribute '%s'", path, where, a->name);
+        goto done;
+    }
+    if (a->type == QT_CK_ATTR_STR) {
+        rc = put_str_attr(obj, where, a->name, a->str, path, err, errlen);
+        goto done;
+    }
+    hsize_t n = (hsize_t)a->n;
+    hid_t at = -1;
+    if ((sp = a->n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL)) < 0 ||
+        (at = H5Acreate2(obj, a->name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(at, H5T_NATIVE_INT64, a->ints) < 0) {
+        qt_ck_h5_fail(err, errlen, "%s: cannot write attribute '%s' of %s", path, a->name, where);
+        if (at >= 0)
+            H5Aclose(at);
+        goto done;
+    }
+    H5Aclose(at);
+    rc = 0;
+done:
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (obj >= 0 && obj != fid)
+        H5Oclose(obj);
     return rc;
 }
 
@@ -120,11 +156,60 @@ static int check_tensor(const char *group, const qt_ckpt_tensor *t, const char *
     return 0;
 }
 
+/* obj names a tensor of params, or a group of them (a proper prefix "obj/" of a tensor name). */
+static int attr_obj_exists(const qt_ckpt *ck, const char *obj) {
+    size_t n = strlen(obj);
+    for (size_t i = 0; i < ck->n_params; i++) {
+        const char *t = ck->params[i].name;
+        if (strncmp(t, obj, n) == 0 && (t[n] == '\0' || t[n] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
+/* Why attribute a cannot be written, or NULL when it can. */
+static const char *attr_problem(const qt_ckpt *ck, const qt_ckpt_attr *a) {
+    const char *why = NULL;
+    size_t ol = strnlen(a->obj, sizeof a->obj), nl = strnlen(a->name, sizeof a->name);
+    if (ol == sizeof a->obj || nl == sizeof a->name)
+        return "name or object not NUL-terminated";
+    if (ol && qt_ck_check_name(a->obj, sizeof a->obj, &why) != 0)
+        return why;
+    if (ol && !attr_obj_exists(ck, a->obj))
+        return "no tensor of /params is or is below that object";
+    if (nl == 0 || strchr(a->name, '/'))
+        return "empty name or a name with '/'";
+    if (!ol && qt_ck_is_fixed_root_attr(a->name))
+        return "a fixed root attribute cannot be an extra one";
+    if (a->type == QT_CK_ATTR_STR)
+        return strnlen(a->str, sizeof a->str) == sizeof a->str ? "string not NUL-terminated" : NULL;
+    if (a->type == QT_CK_ATTR_INT)
+        return a->n < 1 || a->n > QT_CKPT_ATTR_INTS ? "integer count outside 1..4" : NULL;
+    return "unknown attribute type";
+}
+
+static int check_attr(const qt_ckpt *ck, const qt_ckpt_attr *a, const char *path, char *err,
+                      size_t errlen) {
+    const char *why = attr_problem(ck, a);
+    if (!why)
+        return 0;
+    snprintf(err, errlen, "%s: bad attribute '%.31s' of /%s%.127s: %s", path, a->name,
+             a->obj[0] ? "params/" : "", a->obj, why);
+    return -1;
+}
+
 static int check_input(const qt_ckpt *ck, const char *path, char *err, size_t errlen) {
     if ((int)ck->kind < QT_CKPT_TRAIN || (int)ck->kind > QT_CKPT_PTQ) {
         snprintf(err, errlen, "%s: unknown checkpoint kind %d", path, (int)ck->kind);
         return -1;
     }
+    if (ck->n_attrs && !ck->attrs) {
+        snprintf(err, errlen, "%s: %zu attributes but no array", path, ck->n_attrs);
+        return -1;
+    }
+    for (size_t i = 0; i < ck->n_attrs; i++)
+        if (check_attr(ck, &ck->attrs[i], path, err, errlen) != 0)
+            return -1;
     for (size_t i = 0; i < ck->n_params; i++)
         if (check_tensor("params", &ck->params[i], path, err, errlen) != 0)
             return -1;
@@ -155,6 +240,17 @@ static int check_unique(const qt_ck_item *items, size_t n, const char *path, cha
     return 0;
 }
 
+static int check_unique_attrs(const qt_ckpt_attr **a, size_t n, const char *path, char *err,
+                              size_t errlen) {
+    for (size_t i = 1; i < n; i++)
+        if (qt_ck_cmp_attr(&a[i], &a[i - 1]) == 0) {
+            snprintf(err, errlen, "%s: duplicate attribute '%s' of /%s%s", path, a[i]->name,
+                     a[i]->obj[0] ? "params/" : "", a[i]->obj);
+            return -1;
+        }
+    return 0;
+}
+
 static hid_t make_group(hid_t fid, const char *name, const char *path, char *err, size_t errlen) {
     hid_t g = H5Gcreate2(fid, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0)
@@ -173,15 +269,20 @@ int qt_ckpt_write(const char *path, const qt_ckpt *ck, char *err, size_t errlen)
     unsigned char *image = NULL;
     size_t n_items = ck->n_params + ck->n_optim + ck->n_rngs;
     qt_ck_item *items = malloc((n_items ? n_items : 1) * sizeof *items);
-    if (!items) {
+    const qt_ckpt_attr **attrs = malloc((ck->n_attrs ? ck->n_attrs : 1) * sizeof *attrs);
+    if (!items || !attrs) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto done;
     }
     if (check_input(ck, path, err, errlen) != 0)
         goto done;
     n_items = qt_ck_items_of(ck, items);
-    uint64_t checksum = qt_ck_checksum(items, n_items, ck); /* also sorts items by path */
-    if (check_unique(items, n_items, path, err, errlen) != 0)
+    for (size_t i = 0; i < ck->n_attrs; i++)
+        attrs[i] = &ck->attrs[i];
+    /* Also sorts items by path and attrs by (object, name). */
+    uint64_t checksum = qt_ck_checksum(items, n_items, attrs, ck->n_attrs, ck);
+    if (check_unique(items, n_items, path, err, errlen) != 0 ||
+        check_unique_attrs(attrs, ck->n_attrs, path, err, errlen) != 0)
         goto done;
 
     /* Grow the in-memory file in one step where possible: payload plus ~8 KiB per object. */
@@ -189,6 +290,7 @@ int qt_ckpt_write(const char *path, const qt_ckpt *ck, char *err, size_t errlen)
     size_t estimate = ((size_t)1 << 20) + strlen(config) + 8192 * n_items;
     for (size_t i = 0; i < n_items; i++)
         estimate += items[i].nbytes;
+    estimate += 512 * ck->n_attrs;
     /* The user block is where ckpt_frame.c puts the raw-bytes checksum. */
     if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fapl_core(fapl, estimate, 0) < 0 ||
         (fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_userblock(fcpl, QT_CK_FRAME_SIZE) < 0 ||
@@ -233,6 +335,9 @@ int qt_ckpt_write(const char *path, const qt_ckpt *ck, char *err, size_t errlen)
         if (put_dataset(grp, lcpl, &items[i], path, err, errlen) != 0)
             goto done;
     }
+    for (size_t i = 0; i < ck->n_attrs; i++)
+        if (put_extra_attr(fid, g[0], attrs[i], path, err, errlen) != 0)
+            goto done;
     for (int i = 3; i >= 0; i--) {
         H5Gclose(g[i]);
         g[i] = -1;
@@ -268,6 +373,7 @@ done:
         H5Pclose(fcpl);
     if (fapl >= 0)
         H5Pclose(fapl);
+    free(attrs);
     free(items);
     qt_ck_h5_quiet_end(&quiet);
     return rc;

@@ -113,6 +113,8 @@ static int run(qt_session *s, const qt_train_opts *o, FILE *metrics) {
         last_val = qt_session_eval(s, qt_format_eval(&s->formats));
     fprintf(stderr, "qat-train: done: %lld steps, final val_loss %.4f; checkpoint %s\n",
             (long long)s->step, last_val, s->last_ckpt);
+    if (c->quant.mode != QT_QUANT_NONE)
+        return qt_session_final_anchor(s);
     return QT_EXIT_OK;
 }
 

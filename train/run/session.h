@@ -40,6 +40,12 @@ void qt_session_close(qt_session *s);
  * QT_EXIT_NUMERIC) to write parameters that are not finite. Returns QT_EXIT_OK or an exit code. */
 int qt_session_save(qt_session *s);
 
+/* End of a run with [quant] mode != none (evaluate_end.c): write out_dir/anchor.h5 in
+ * quant.anchor from the current weights, read it back, and print to stderr the validation loss
+ * at fp32 and every MX format computed from it by Slice-and-Scale. Returns QT_EXIT_OK or an exit
+ * code (QT_EXIT_CKPT: the anchor could not be written or read back) after printing why. */
+int qt_session_final_anchor(qt_session *s);
+
 typedef struct qt_step_result {
     double loss, grad_norm, seconds;
     mx_format format; /* the step's fake-quantization format (MX_FP32 = none) */
