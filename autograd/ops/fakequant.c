@@ -18,9 +18,7 @@ typedef struct fq_ctx {
  * tensor (R,C) the work buffer is its transpose (C,R). */
 static void gather(const ag_tensor *x, float *restrict w, bool transpose) {
     size_t R = (size_t)x->shape[0], C = x->numel / (R ? R : 1);
-    if (!transpose && x->dtype == AG_F32) {
-        memcpy(w, x->data, x->numel * sizeof *w);
-    } else if (!transpose) {
+    if (!transpose) { /* f64 (an f32 tensor along its last axis needs no work buffer) */
         const double *d = x->data;
         for (size_t i = 0; i < x->numel; i++)
             w[i] = (float)d[i];
@@ -58,12 +56,13 @@ static void saturation_mask(const float *restrict x, const uint8_t *restrict sca
         }
 }
 
-/* Quantize w (rows,cols) in place per spec; fill keep (same layout) for the clipped STE. */
-static int quantize(ag_tape *t, float *w, uint8_t *keep, size_t rows, size_t cols,
-                    const ag_fq_spec *spec) {
+/* Quantize src (rows,cols) per spec into dst (may equal src); fill keep (same layout) for the
+ * clipped STE. */
+static int quantize(ag_tape *t, const float *src, float *dst, uint8_t *keep, size_t rows,
+                    size_t cols, const ag_fq_spec *spec) {
     bool via = spec->via != MX_FP32 && spec->via != spec->format;
     if (!via && !keep) {
-        mx_fake_quant(w, w, rows, cols, spec->format, spec->rounding);
+        mx_fake_quant(src, dst, rows, cols, spec->format, spec->rounding);
         return 0;
     }
     size_t n = rows * cols, ns = rows * mx_num_blocks(cols);
@@ -74,15 +73,15 @@ static int quantize(ag_tape *t, float *w, uint8_t *keep, size_t rows, size_t col
         uint8_t *acodes = ag_tape_alloc(t, n), *ascales = ag_tape_alloc(t, ns);
         if (!acodes || !ascales)
             return -1;
-        mx_quantize(w, acodes, ascales, rows, cols, spec->via, spec->rounding);
+        mx_quantize(src, acodes, ascales, rows, cols, spec->via, spec->rounding);
         mx_slice_and_scale(acodes, ascales, spec->via, codes, scales, spec->format, rows, cols,
                            spec->rounding);
     } else {
-        mx_quantize(w, codes, scales, rows, cols, spec->format, spec->rounding);
+        mx_quantize(src, codes, scales, rows, cols, spec->format, spec->rounding);
     }
     if (keep)
-        saturation_mask(w, scales, keep, rows, cols, spec->format);
-    mx_dequantize(codes, scales, w, rows, cols, spec->format);
+        saturation_mask(src, scales, keep, rows, cols, spec->format);
+    mx_dequantize(codes, scales, dst, rows, cols, spec->format);
     return 0;
 }
 
@@ -106,14 +105,15 @@ ag_tensor *ag_fakequant(ag_tape *t, ag_tensor *x, const ag_fq_spec *spec, int ax
         return NULL;
     size_t rows = transpose ? (size_t)x->shape[1] : ag_rows(x);
     size_t cols = transpose ? (size_t)x->shape[0] : ag_cols(x);
-    bool direct = !transpose && x->dtype == AG_F32; /* quantize straight into y */
+    bool direct = !transpose && x->dtype == AG_F32; /* from x straight into y, no copies */
     float *w = direct ? y->data : ag_tape_alloc(t, x->numel * sizeof *w);
     bool clipped = spec->ste == AG_STE_CLIPPED && y->requires_grad && ag_tape_recording(t);
     uint8_t *keep = clipped ? ag_tape_alloc(t, x->numel) : NULL;
     if (!w || (clipped && !keep))
         return NULL;
-    gather(x, w, transpose);
-    if (quantize(t, w, keep, rows, cols, spec) != 0)
+    if (!direct)
+        gather(x, w, transpose);
+    if (quantize(t, direct ? x->data : w, w, keep, rows, cols, spec) != 0)
         return NULL;
     if (!direct)
         scatter(w, y, transpose);

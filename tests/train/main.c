@@ -2,5 +2,6 @@
 #include "qttest.h"
 
 int main(void) {
-    return qtt_run_config() + qtt_run_ckpt() + qtt_run_model() + qtt_run_anchor();
+    return qtt_run_config() + qtt_run_ckpt() + qtt_run_model() + qtt_run_anchor() +
+           qtt_run_format();
 }

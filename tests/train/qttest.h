@@ -9,5 +9,6 @@ int qtt_run_config(void);
 int qtt_run_ckpt(void);
 int qtt_run_model(void);
 int qtt_run_anchor(void);
+int qtt_run_format(void);
 
 #endif
