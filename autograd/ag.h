@@ -2,14 +2,16 @@
  *
  * Memory has two lifetimes. Parameters (and their gradients) are owned by the caller (the model),
  * wrapped in ag_tensor structs it also owns. Everything an op creates — outputs, saved context,
- * tape nodes, gradient buffers of intermediate tensors — comes from the tape's step arena and dies at
- * ag_tape_reset(). Nothing in a step calls malloc once the arena has reached its steady-state size.
+ * tape nodes, gradient buffers of intermediate tensors — comes from the tape's step arena and dies
+ * at ag_tape_reset(). Nothing in a step calls malloc once the arena has reached its steady-state
+ * size.
  *
  * Every op returns NULL when the arena is exhausted (or when any input is NULL), so a whole forward
  * pass can be written without checks and tested once at the end: ag_tape_error() then says why.
  *
- * Tensors are float32 for training and float64 for gradient checks; every kernel is written once and
- * instantiated for both, so the double-precision finite-difference checks test the training code.
+ * Tensors are float32 for training and float64 for gradient checks; every kernel is written once
+ * and instantiated for both, so the double-precision finite-difference checks test the training
+ * code.
  */
 #ifndef QAT_AUTOGRAD_AG_H
 #define QAT_AUTOGRAD_AG_H
@@ -26,8 +28,8 @@
 typedef enum { AG_F32 = 0, AG_F64 = 1 } ag_dtype;
 
 typedef struct ag_tensor {
-    void *data;            /* float* (AG_F32) or double* (AG_F64), contiguous row-major */
-    void *grad;            /* same dtype and shape; NULL until needed */
+    void *data; /* float* (AG_F32) or double* (AG_F64), contiguous row-major */
+    void *grad; /* same dtype and shape; NULL until needed */
     ag_dtype dtype;
     int ndim;
     int64_t shape[AG_MAX_DIMS];
@@ -41,7 +43,8 @@ typedef struct ag_arena ag_arena;
 
 /* `initial` bytes are reserved now; the arena grows past them only until the first reset after
  * growth, which consolidates into one block of the peak size (so steady-state steps never malloc).
- * `limit` caps the total (0 = no cap); exceeding it makes allocations fail with a recorded error. */
+ * `limit` caps the total (0 = no cap); exceeding it makes allocations fail with a recorded error.
+ */
 ag_arena *ag_arena_create(size_t initial, size_t limit);
 void ag_arena_free(ag_arena *a);
 void *ag_arena_alloc(ag_arena *a, size_t bytes);  /* 64-byte aligned, uninitialised; NULL if full */
@@ -158,7 +161,7 @@ typedef enum {
 } ag_ste;
 
 typedef struct ag_fq_spec {
-    mx_format format;     /* MX_FP32: the op is the identity (and records nothing) */
+    mx_format format; /* MX_FP32: the op is the identity (and records nothing) */
     mx_rounding rounding;
     ag_ste ste;
     /* MX_FP32, or an anchor format (mxint8, mxfp8_e4m3, mxfp8_e5m2): the output is then

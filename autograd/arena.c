@@ -76,8 +76,8 @@ void *ag_arena_alloc(ag_arena *a, size_t bytes) {
     if (a->limit && a->used + n > a->limit) {
         if (!a->err[0])
             snprintf(a->err, sizeof a->err,
-                     "step arena full: need %zu more bytes, %zu of %zu in use (raise the limit)",
-                     n, a->used, a->limit);
+                     "step arena full: need %zu more bytes, %zu of %zu in use (raise the limit)", n,
+                     a->used, a->limit);
         return NULL;
     }
     void *p = take(&a->main, n);

@@ -2,8 +2,8 @@
  *
  * Forward: quantize-dequantize x in blocks of 32 along one axis (quant/mx.h does the numerics);
  * optionally through an anchor format and Slice-and-Scale, so training sees the very weights an
- * anchor checkpoint deploys. Backward: dx += dy (identity STE) or dx += dy where the element did not
- * saturate (clipped STE). Finite differences mean nothing across rounding steps, so this op is
+ * anchor checkpoint deploys. Backward: dx += dy (identity STE) or dx += dy where the element did
+ * not saturate (clipped STE). Finite differences mean nothing across rounding steps, so this op is
  * checked against the closed form of its STE rather than numerically (tests/autograd). */
 #include "autograd/ops/ops.h"
 
@@ -90,9 +90,8 @@ ag_tensor *ag_fakequant(ag_tape *t, ag_tensor *x, const ag_fq_spec *spec, int ax
         return NULL;
     if (spec->format == MX_FP32)
         return x;
-    if (!mx_format_is_mx(spec->format) ||
-        (spec->via != MX_FP32 && spec->via != spec->format &&
-         !mx_sns_supported(spec->via, spec->format)))
+    if (!mx_format_is_mx(spec->format) || (spec->via != MX_FP32 && spec->via != spec->format &&
+                                           !mx_sns_supported(spec->via, spec->format)))
         return NULL;
     if (axis < 0)
         axis += x->ndim;

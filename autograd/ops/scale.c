@@ -14,8 +14,8 @@
 
 ag_tensor *ag_scale(ag_tape *t, ag_tensor *a, double s) {
     ag_tensor *in[1] = {a};
-    ag_tensor *y = ag_op_output(t, a ? a->dtype : AG_F32, a ? a->ndim : 0, a ? a->shape : NULL,
-                                in, 1);
+    ag_tensor *y =
+        ag_op_output(t, a ? a->dtype : AG_F32, a ? a->ndim : 0, a ? a->shape : NULL, in, 1);
     if (!y)
         return NULL;
     if (a->dtype == AG_F32)

@@ -21,7 +21,8 @@ static const struct {
     [AG_OP_CROSS_ENTROPY] = {"cross_entropy", ag_cross_entropy_backward},
     [AG_OP_FAKEQUANT] = {"fakequant", ag_fakequant_backward},
 };
-static_assert(sizeof op_table / sizeof op_table[0] == AG_OP_COUNT, "op table out of step with ag_op");
+static_assert(sizeof op_table / sizeof op_table[0] == AG_OP_COUNT,
+              "op table out of step with ag_op");
 
 const char *ag_op_name(ag_op op) { return op < AG_OP_COUNT ? op_table[op].name : "?"; }
 ag_backward_fn ag_op_backward(ag_op op) { return op_table[op].backward; }

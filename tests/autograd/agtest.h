@@ -16,8 +16,8 @@ void agt_free(ag_tensor *t);
 /* Run ag_gradcheck (eps 1e-6, atol 1e-8, rtol 1e-6 unless changed) and fail the test with the
  * worst element if any element disagrees; on success, mark the recorded ops as checked. */
 void agt_gradcheck(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in, int n_in);
-void agt_gradcheck_tol(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in,
-                       int n_in, double eps, double atol, double rtol);
+void agt_gradcheck_tol(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in, int n_in,
+                       double eps, double atol, double rtol);
 
 /* For ops checked against a closed form instead of finite differences (straight-through
  * estimators): record that op as covered once its closed-form test passed. */

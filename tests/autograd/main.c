@@ -25,15 +25,15 @@ void agt_free(ag_tensor *t) {
     free(t);
 }
 
-void agt_gradcheck_tol(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in,
-                       int n_in, double eps, double atol, double rtol) {
+void agt_gradcheck_tol(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in, int n_in,
+                       double eps, double atol, double rtol) {
     ag_gc_report rep;
     int bad = ag_gradcheck(build, ctx, in, n_in, eps, atol, rtol, &rep);
     if (bad != 0) {
         print_error("%s: %d of %zu gradient elements disagree (arena failure if -1); worst: "
                     "input %d index %zu analytic %.12g numeric %.12g; max rel err %.3g\n",
-                    what, bad, rep.n_checked, rep.worst_input, rep.worst_index,
-                    rep.worst_analytic, rep.worst_numeric, rep.max_rel_err);
+                    what, bad, rep.n_checked, rep.worst_input, rep.worst_index, rep.worst_analytic,
+                    rep.worst_numeric, rep.max_rel_err);
         fail();
     }
     assert_true(rep.n_checked > 0);
@@ -60,8 +60,7 @@ static void test_every_op_has_gradcheck(void **state) {
 }
 
 int main(void) {
-    int failed = agt_run_core() + agt_run_ops_basic() + agt_run_ops_nn() +
-                 agt_run_fakequant();
+    int failed = agt_run_core() + agt_run_ops_basic() + agt_run_ops_nn() + agt_run_fakequant();
     const struct CMUnitTest coverage[] = {cmocka_unit_test(test_every_op_has_gradcheck)};
     failed += cmocka_run_group_tests_name("autograd_coverage", coverage, NULL, NULL);
     return failed;

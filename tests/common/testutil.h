@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 /* cmocka 1.1.5 has no floating-point assert: this one names the value and both numbers. */
-#define assert_close(a, b, atol, rtol) \
+#define assert_close(a, b, atol, rtol)                                                             \
     assert_close_at(#a, (double)(a), (double)(b), (atol), (rtol), __FILE__, __LINE__)
 
 static inline void assert_close_at(const char *what, double a, double b, double atol, double rtol,

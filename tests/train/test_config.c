@@ -292,7 +292,8 @@ static const struct bad_case {
      "2: unknown key 'foo' in [data] (known: corpus, val_fraction, batch_size)"},
     {"[run]\nlr = 1e-3\n", "2: unknown key 'lr' in [run] (it belongs in [optim])"},
     {"lr = 1e-3\n[optim]\n", "1: key 'lr' outside any section (it belongs in [optim])"},
-    {"; c\nfoo = 1\n", "2: key 'foo' outside any section (sections: run, model, data, optim, quant)"},
+    {"; c\nfoo = 1\n",
+     "2: key 'foo' outside any section (sections: run, model, data, optim, quant)"},
     /* Syntax. inih goes on after a line it cannot read: the first error in the file wins. */
     {"[optim\nlr = 1\n", "1: section header '[optim' has no closing ']'"},
     {"[optim] lr = 1\n", "1: unexpected text after ']': 'lr = 1'"},

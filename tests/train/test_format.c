@@ -36,8 +36,9 @@ static void test_multi_weights_and_determinism(void **state) {
     (void)state;
     qt_config c;
     qt_format_sampler fs;
-    init(&fs, &c, "quant.mode=multi|quant.formats=mxint4, mxint8|quant.format_weights=1,3|"
-                  "quant.start_step=10|quant.weights_via_anchor=true|quant.quantize=weights");
+    init(&fs, &c,
+         "quant.mode=multi|quant.formats=mxint4, mxint8|quant.format_weights=1,3|"
+         "quant.start_step=10|quant.weights_via_anchor=true|quant.quantize=weights");
     assert_int_equal(fs.set.n, 2);
     assert_true(fs.set.weights[0] == 0.25 && fs.set.weights[1] == 0.75);
     qt_quant q = qt_format_quant(&fs, MX_INT4);

@@ -29,9 +29,10 @@ static void test_param_table_matches_design(void **state) {
     char err[256];
     qt_model *m = qt_model_create(&c, err, sizeof err);
     assert_non_null(m);
-    const char *expect[] = {"wte", "wpe", "h.0.ln1.weight", "h.0.ln1.bias", "h.0.attn.wq",
-                            "h.0.attn.wk", "h.0.attn.wv", "h.0.attn.wo", "h.0.ln2.weight",
-                            "h.0.ln2.bias", "h.0.mlp.up", "h.0.mlp.down"};
+    const char *expect[] = {"wte",          "wpe",         "h.0.ln1.weight",
+                            "h.0.ln1.bias", "h.0.attn.wq", "h.0.attn.wk",
+                            "h.0.attn.wv",  "h.0.attn.wo", "h.0.ln2.weight",
+                            "h.0.ln2.bias", "h.0.mlp.up",  "h.0.mlp.down"};
     for (size_t i = 0; i < sizeof expect / sizeof *expect; i++)
         assert_string_equal(m->params[i].name, expect[i]);
     assert_string_equal(m->params[m->n_params - 1].name, "lm_head");
@@ -41,8 +42,8 @@ static void test_param_table_matches_design(void **state) {
     assert_int_equal(up->t.shape[1], 16);
     /* V·C + T·C + L·(4C + 4C² + 2CF) + 2C + V·C */
     size_t C = 16, F = 32, V = 256, T = 8, L = 2;
-    assert_int_equal(qt_model_param_count(m), V * C + T * C + L * (4 * C + 4 * C * C + 2 * C * F) +
-                                                  2 * C + V * C);
+    assert_int_equal(qt_model_param_count(m),
+                     V * C + T * C + L * (4 * C + 4 * C * C + 2 * C * F) + 2 * C + V * C);
     assert_int_equal(qt_model_attn_param_count(m), L * 4 * C * C);
     assert_null(qt_model_find(m, "nope"));
     qt_model_free(m);

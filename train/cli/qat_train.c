@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static volatile sig_atomic_t g_stop; /* the one global: a signal handler has nowhere else to write */
+static volatile sig_atomic_t
+    g_stop; /* the one global: a signal handler has nowhere else to write */
 
 static void on_signal(int sig) {
     (void)sig;
@@ -17,16 +18,20 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-    fputs("usage: qat-train CONFIG.ini [options]\n"
-          "  --resume auto|PATH     continue from the newest valid checkpoint in out_dir/ckpt, or PATH\n"
-          "  --set SECTION.KEY=VAL  override a config key (repeatable; same validation as the file)\n"
-          "  --stop-after N         checkpoint and exit 0 once N steps are done (for time-sliced jobs)\n"
-          "  --help-config          list every config key with its default, range and meaning\n"
-          "  --debug-nan-at N       test hook: make the loss of step N NaN\n"
-          "Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits 130;\n"
-          "a second Ctrl-C aborts at once (the last checkpoint stays intact).\n"
-          "Exit codes: 0 ok, 2 usage/config, 3 data, 4 checkpoint, 5 non-finite loss, 130 interrupted.\n",
-          f);
+    fputs(
+        "usage: qat-train CONFIG.ini [options]\n"
+        "  --resume auto|PATH     continue from the newest valid checkpoint in out_dir/ckpt, or "
+        "PATH\n"
+        "  --set SECTION.KEY=VAL  override a config key (repeatable; same validation as the file)\n"
+        "  --stop-after N         checkpoint and exit 0 once N steps are done (for time-sliced "
+        "jobs)\n"
+        "  --help-config          list every config key with its default, range and meaning\n"
+        "  --debug-nan-at N       test hook: make the loss of step N NaN\n"
+        "Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits 130;\n"
+        "a second Ctrl-C aborts at once (the last checkpoint stays intact).\n"
+        "Exit codes: 0 ok, 2 usage/config, 3 data, 4 checkpoint, 5 non-finite loss, 130 "
+        "interrupted.\n",
+        f);
 }
 
 static int parse_count(const char *flag, const char *s, int64_t *out) {
@@ -76,8 +81,8 @@ int main(int argc, char **argv) {
         } else if (!o.config_path) {
             o.config_path = a;
         } else {
-            fprintf(stderr, "qat-train: more than one config file ('%s', '%s')\n",
-                    o.config_path, a);
+            fprintf(stderr, "qat-train: more than one config file ('%s', '%s')\n", o.config_path,
+                    a);
             goto out;
         }
     }

@@ -41,8 +41,8 @@ typedef enum { QT_OPT_ADAMW = 0, QT_OPT_SGD } qt_optimizer;
 typedef enum { QT_SCHED_COSINE = 0, QT_SCHED_LINEAR, QT_SCHED_CONSTANT } qt_schedule;
 typedef enum { QT_QUANT_NONE = 0, QT_QUANT_SINGLE, QT_QUANT_MULTI } qt_quant_mode;
 typedef enum { QT_QUANTIZE_WEIGHTS = 0, QT_QUANTIZE_WEIGHTS_ACTS } qt_quantize_what;
-typedef enum { QT_ROUND_EVEN = 0, QT_ROUND_NEAREST } qt_rounding;   /* = mx_rounding */
-typedef enum { QT_STE_IDENTITY = 0, QT_STE_CLIPPED } qt_ste;       /* = ag_ste */
+typedef enum { QT_ROUND_EVEN = 0, QT_ROUND_NEAREST } qt_rounding; /* = mx_rounding */
+typedef enum { QT_STE_IDENTITY = 0, QT_STE_CLIPPED } qt_ste;      /* = ag_ste */
 typedef enum { QT_ANCHOR_MXINT8 = 0, QT_ANCHOR_MXFP8_E4M3, QT_ANCHOR_MXFP8_E5M2 } qt_anchor;
 
 typedef struct qt_config {

@@ -12,9 +12,9 @@
 _Static_assert(sizeof(qt_run_mode) == sizeof(int) && sizeof(qt_norm) == sizeof(int) &&
                    sizeof(qt_positions) == sizeof(int) && sizeof(qt_attention) == sizeof(int) &&
                    sizeof(qt_optimizer) == sizeof(int) && sizeof(qt_schedule) == sizeof(int) &&
-                   sizeof(qt_quant_mode) == sizeof(int) && sizeof(qt_quantize_what) == sizeof(int) &&
-                   sizeof(qt_rounding) == sizeof(int) && sizeof(qt_ste) == sizeof(int) &&
-                   sizeof(qt_anchor) == sizeof(int),
+                   sizeof(qt_quant_mode) == sizeof(int) &&
+                   sizeof(qt_quantize_what) == sizeof(int) && sizeof(qt_rounding) == sizeof(int) &&
+                   sizeof(qt_ste) == sizeof(int) && sizeof(qt_anchor) == sizeof(int),
                "enum fields are stored as int");
 
 /* Choice lists, in enum order, NULL-terminated; pinned to the enums' last value. */

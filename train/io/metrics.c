@@ -62,7 +62,7 @@ int qt_metrics_write(FILE *f, const qt_metrics_row *r) {
     char val[32] = "";
     if (!isnan(r->val_loss))
         snprintf(val, sizeof val, "%.9g", r->val_loss);
-    fprintf(f, "%" PRId64 ",%" PRId64 ",%.9g,%s,%.9g,%s,%.9g,%.3f,%.1f\n", r->step, r->tokens, r->lr,
-            r->format, r->loss, val, r->grad_norm, r->ms_per_step, r->tokens_per_s);
+    fprintf(f, "%" PRId64 ",%" PRId64 ",%.9g,%s,%.9g,%s,%.9g,%.3f,%.1f\n", r->step, r->tokens,
+            r->lr, r->format, r->loss, val, r->grad_norm, r->ms_per_step, r->tokens_per_s);
     return fflush(f) == 0 ? 0 : -1;
 }

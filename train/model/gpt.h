@@ -19,12 +19,13 @@
 
 typedef struct qt_param {
     char name[QT_NAME_MAX];
-    ag_tensor t;  /* data and grad point into the model's storage */
-    bool decay;   /* weight decay applies (matrices and embeddings, not norms) */
+    ag_tensor t; /* data and grad point into the model's storage */
+    bool decay;  /* weight decay applies (matrices and embeddings, not norms) */
 } qt_param;
 
 typedef struct qt_block {
-    ag_tensor *ln1_w, *ln1_b, *wq, *wk, *wv, *wo, *ln2_w, *ln2_b, *up, *down; /* ln*_b NULL for RMSNorm */
+    ag_tensor *ln1_w, *ln1_b, *wq, *wk, *wv, *wo, *ln2_w, *ln2_b, *up,
+        *down; /* ln*_b NULL for RMSNorm */
 } qt_block;
 
 /* Fake quantization applied to every linear layer during a forward pass (blocks of 32 along the

@@ -8,14 +8,13 @@ int qt_format_sampler_init(qt_format_sampler *fs, const qt_config *c, char *err,
     fs->start_step = c->quant.start_step;
     if (qt_config_format_set(c, &fs->set, err, errlen) != 0)
         return -1;
-    fs->base = (qt_quant){.format = MX_FP32,
-                          .rounding = (mx_rounding)c->quant.rounding,
-                          .ste = (ag_ste)c->quant.ste,
-                          .weights_via = c->quant.weights_via_anchor
-                                             ? anchor_formats[c->quant.anchor]
-                                             : MX_FP32,
-                          .activations = c->quant.quantize == QT_QUANTIZE_WEIGHTS_ACTS,
-                          .head = c->quant.quantize_head};
+    fs->base = (qt_quant){
+        .format = MX_FP32,
+        .rounding = (mx_rounding)c->quant.rounding,
+        .ste = (ag_ste)c->quant.ste,
+        .weights_via = c->quant.weights_via_anchor ? anchor_formats[c->quant.anchor] : MX_FP32,
+        .activations = c->quant.quantize == QT_QUANTIZE_WEIGHTS_ACTS,
+        .head = c->quant.quantize_head};
     return 0;
 }
 

@@ -26,7 +26,8 @@ int qt_session_step(qt_session *s, double lr, int64_t debug_nan_at, qt_step_resu
     if (s->step + 1 == debug_nan_at)
         r->loss = NAN;
     if (!isfinite(r->loss)) {
-        fprintf(stderr, "\nqat-train: loss is %g at step %lld; stopping (last good checkpoint: %s)\n",
+        fprintf(stderr,
+                "\nqat-train: loss is %g at step %lld; stopping (last good checkpoint: %s)\n",
                 r->loss, (long long)s->step + 1, s->last_ckpt[0] ? s->last_ckpt : "none");
         return QT_EXIT_NUMERIC;
     }
@@ -56,8 +57,7 @@ static void print_banner(const qt_session *s) {
     fprintf(stderr,
             "qat-train: GPT %d layers, %d heads, d_model %d, d_ff %d, seq %d: %zu parameters "
             "(attention projections %zu)\n",
-            m->L, m->NH, m->C, m->F, m->T, qt_model_param_count(m),
-            qt_model_attn_param_count(m));
+            m->L, m->NH, m->C, m->F, m->T, qt_model_param_count(m), qt_model_attn_param_count(m));
     fprintf(stderr, "qat-train: %lld steps of %d x %d tokens, %s, lr %g, out_dir %s\n",
             (long long)s->cfg.run.steps, s->B, s->T, opt_kind_name((opt_kind)s->cfg.optim.name),
             s->cfg.optim.lr, s->cfg.run.out_dir);
@@ -72,9 +72,8 @@ static int run(qt_session *s, const qt_train_opts *o, FILE *metrics) {
     while (s->step < c->run.steps) {
         if (o->stop_after > 0 && s->step >= o->stop_after)
             break;
-        double lr = opt_schedule_lr((opt_schedule)c->optim.schedule, c->optim.lr,
-                                    c->optim.min_lr, c->optim.warmup_steps, c->run.steps,
-                                    s->step);
+        double lr = opt_schedule_lr((opt_schedule)c->optim.schedule, c->optim.lr, c->optim.min_lr,
+                                    c->optim.warmup_steps, c->run.steps, s->step);
         qt_step_result r;
         int rc = qt_session_step(s, lr, o->debug_nan_at, &r);
         if (rc != QT_EXIT_OK)
@@ -86,8 +85,8 @@ static int run(qt_session *s, const qt_train_opts *o, FILE *metrics) {
         }
         double tps = (double)tokens_per_step / r.seconds;
         const char *fmt = mx_format_name(r.format);
-        qt_metrics_row row = {s->step, s->step * tokens_per_step, lr, fmt, r.loss, val,
-                              r.grad_norm, 1000.0 * r.seconds, tps};
+        qt_metrics_row row = {s->step,     s->step * tokens_per_step, lr, fmt, r.loss, val,
+                              r.grad_norm, 1000.0 * r.seconds,        tps};
         qt_metrics_write(metrics, &row);
         qt_progress_update(&pr, s->step, r.loss, lr, tps, fmt);
         bool interrupted = o->stop && *o->stop;

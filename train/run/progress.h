@@ -11,7 +11,7 @@ typedef struct qt_progress {
     FILE *out;
     bool tty;
     int64_t total, first, log_every;
-    double t0; /* seconds at the first step of this process */
+    double t0;  /* seconds at the first step of this process */
     bool drawn; /* a partial line is on screen */
 } qt_progress;
 

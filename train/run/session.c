@@ -102,8 +102,9 @@ int qt_session_save(qt_session *s) {
     qt_model *m = s->model;
     char err[ERRLEN];
     if (!all_finite(m->data, m->n_floats)) {
-        fprintf(stderr, "qat-train: parameters are not finite at step %lld; not writing a "
-                        "checkpoint (last good: %s)\n",
+        fprintf(stderr,
+                "qat-train: parameters are not finite at step %lld; not writing a "
+                "checkpoint (last good: %s)\n",
                 (long long)s->step, s->last_ckpt[0] ? s->last_ckpt : "none");
         return QT_EXIT_NUMERIC;
     }
@@ -183,7 +184,8 @@ static int check_compatible(const qt_session *s, const qt_ckpt *ck, const char *
                               sizeof perr) != 0) {
         snprintf(err, ERRLEN, "%s: stored config does not parse: %s", path, perr);
     } else if (qt_config_model_diff(&saved, &s->cfg, diff, sizeof diff) > 0) {
-        snprintf(err, ERRLEN, "%s: model shape differs from the config (checkpoint vs config): %s", path, diff);
+        snprintf(err, ERRLEN, "%s: model shape differs from the config (checkpoint vs config): %s",
+                 path, diff);
     } else if (saved.optim.name != s->cfg.optim.name) {
         snprintf(err, ERRLEN, "%s: optim.name differs (checkpoint '%s', config '%s')", path,
                  opt_kind_name((opt_kind)saved.optim.name),
@@ -221,8 +223,7 @@ static int restore(qt_session *s, const qt_ckpt *ck, const char *path, char *err
             numel *= (size_t)t->shape[d];
         if (!t || t->dtype != QT_CK_F32 ||
             opt_state_load(s->opt, st->name, t->data, numel, oerr, sizeof oerr)) {
-            snprintf(err, ERRLEN, "%s: /optim/%s is missing or has the wrong size", path,
-                     st->name);
+            snprintf(err, ERRLEN, "%s: /optim/%s is missing or has the wrong size", path, st->name);
             return -1;
         }
     }
@@ -261,13 +262,11 @@ static void warn_cb(const char *msg, void *user) {
 static int resume(qt_session *s, const char *spec, char *err) {
     char path[QT_PATH_MAX + 64];
     if (strcmp(spec, "auto") == 0) {
-        int found = qt_ckpt_find_latest(s->ckpt_dir, path, sizeof path, warn_cb, NULL, err,
-                                        ERRLEN);
+        int found = qt_ckpt_find_latest(s->ckpt_dir, path, sizeof path, warn_cb, NULL, err, ERRLEN);
         if (found < 0)
             return QT_EXIT_CKPT;
         if (found == 0) {
-            fprintf(stderr, "qat-train: no checkpoint in %s; starting from step 0\n",
-                    s->ckpt_dir);
+            fprintf(stderr, "qat-train: no checkpoint in %s; starting from step 0\n", s->ckpt_dir);
             return QT_EXIT_OK;
         }
     } else {
@@ -292,8 +291,8 @@ static int setup_data(qt_session *s, char *err) {
     char summary[256];
     data_corpus_summary(&s->corpus, summary, sizeof summary);
     fprintf(stderr, "qat-train: corpus %s: %s\n", corpus, summary);
-    if (data_split_make(s->corpus.bytes, s->corpus.n_bytes, s->cfg.data.val_fraction,
-                        (size_t)s->T, corpus, &s->split, err, ERRLEN) != 0)
+    if (data_split_make(s->corpus.bytes, s->corpus.n_bytes, s->cfg.data.val_fraction, (size_t)s->T,
+                        corpus, &s->split, err, ERRLEN) != 0)
         return -1;
     return data_sampler_create(s->split.train, s->split.n_train, (size_t)s->B, (size_t)s->T,
                                &s->rng[DATA_STREAM_DATA], corpus, &s->sampler, err, ERRLEN);

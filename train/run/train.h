@@ -19,11 +19,11 @@ enum {
 
 typedef struct qt_train_opts {
     const char *config_path;
-    const char *resume;       /* NULL: fresh run; "auto": newest valid checkpoint; else a path */
-    const char *const *sets;  /* "section.key=value" overrides, applied after the file */
+    const char *resume;      /* NULL: fresh run; "auto": newest valid checkpoint; else a path */
+    const char *const *sets; /* "section.key=value" overrides, applied after the file */
     int n_sets;
-    int64_t stop_after;       /* > 0: checkpoint and exit 0 once this many steps are done */
-    int64_t debug_nan_at;     /* > 0: test hook, the loss of this step is made NaN */
+    int64_t stop_after;          /* > 0: checkpoint and exit 0 once this many steps are done */
+    int64_t debug_nan_at;        /* > 0: test hook, the loss of this step is made NaN */
     volatile sig_atomic_t *stop; /* set by a signal handler: checkpoint and exit 130 */
 } qt_train_opts;
 
