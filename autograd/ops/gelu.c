@@ -3,7 +3,9 @@
  * 1 + tanh(u) cancels for x < 0 (measured: relative error reaching 100% below x ≈ −5 even with a
  * correctly rounded tanh), while x/(1 + exp(−2u)) stays within a few ulp; it is also one exp and
  * one division instead of a tanh. The float kernels use the vectorizable ag_expf_fast, the double
- * kernels (gradient checks) libm's exp. */
+ * kernels (gradient checks) libm's exp. When the op is recorded, the forward also saves gelu'(x) in
+ * the step arena (numel elements), so the backward is a multiply-add: no second exp and division
+ * (it was 8.9 ms/step of recomputation in docs/BENCH.md's breakdown). */
 #include "autograd/ops/fastmath.h"
 #include "autograd/ops/ops.h"
 
@@ -26,11 +28,28 @@ ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x) {
     ag_tensor *y = ag_op_output(t, x->dtype, x->ndim, x->shape, in, 1);
     if (!y)
         return NULL;
-    if (x->dtype == AG_F32)
-        gelu_forward_f32(x->data, y->data, x->numel);
-    else
-        gelu_forward_f64(x->data, y->data, x->numel);
-    ag_record(t, AG_OP_GELU, y, in, 1);
+    /* d = gelu'(x) (numel), kept for backward only when this op is recorded. */
+    bool save = ag_tape_recording(t) && y->requires_grad;
+    void *d = save ? ag_tape_alloc(t, x->numel * ag_dtype_size(x->dtype)) : NULL;
+    if (save && !d)
+        return NULL;
+    if (x->dtype == AG_F32) {
+        if (d)
+            gelu_forward_save_f32(x->data, y->data, d, x->numel);
+        else
+            gelu_forward_f32(x->data, y->data, x->numel);
+    } else {
+        if (d)
+            gelu_forward_save_f64(x->data, y->data, d, x->numel);
+        else
+            gelu_forward_f64(x->data, y->data, x->numel);
+    }
+    if (save) {
+        ag_node *n = ag_record(t, AG_OP_GELU, y, in, 1);
+        if (!n)
+            return NULL; /* tape full: ag_tape_error says so */
+        n->ctx = d;
+    }
     return y;
 }
 
@@ -39,7 +58,7 @@ void ag_gelu_backward(ag_node *n) {
     if (!x->requires_grad)
         return;
     if (x->dtype == AG_F32)
-        gelu_backward_f32(x->data, y->grad, x->grad, x->numel);
+        gelu_backward_f32(n->ctx, y->grad, x->grad, x->numel);
     else
-        gelu_backward_f64(x->data, y->grad, x->grad, x->numel);
+        gelu_backward_f64(n->ctx, y->grad, x->grad, x->numel);
 }

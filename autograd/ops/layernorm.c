@@ -1,12 +1,15 @@
 /* layernorm.c — y = (x − mean)/√(var + eps)·w + b over the last dim of x.
- * Forward saves mean and rstd per row so backward needs no second statistics pass. */
+ * Forward saves mean and rstd per row so backward needs no second statistics pass, and reserves
+ * the per-row-block partial sums of dw/db so backward makes one pass over x and dy without
+ * allocating. */
 #include "autograd/ops/fastmath.h"
 #include "autograd/ops/ops.h"
 
 /* Independent partial sums per row reduction (see layernorm.inc). */
 #define AG_NORM_LANES 16
-/* Columns per block in the dw/db reduction (one block per task). */
-#define AG_NORM_COLBLK 32
+/* Rows per block in the backward: each block keeps its own partial dw/db sums (2·C), added up in
+ * block order afterwards. Fixed, so dw/db do not depend on the thread count. */
+#define AG_NORM_ROWBLK 64
 
 /* The kernels, once per precision (begin, kernels, end: the include order matters). */
 /* clang-format off */
@@ -31,10 +34,12 @@ ag_tensor *ag_layernorm(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, do
     ag_tensor *y = ag_op_output(t, x->dtype, x->ndim, x->shape, in, 3);
     if (!y)
         return NULL;
-    /* stats = mean (N) then rstd (N), kept for backward only when this op is recorded. */
+    /* stats = mean (N), rstd (N), then room for backward's partial dw/db sums (nblk, 2, C); kept
+     * only when this op is recorded. */
     bool save = ag_tape_recording(t) && y->requires_grad;
     size_t es = ag_dtype_size(x->dtype);
-    char *stats = save ? ag_tape_alloc(t, 2 * N * es) : NULL;
+    size_t nblk = (N + AG_NORM_ROWBLK - 1) / AG_NORM_ROWBLK;
+    char *stats = save ? ag_tape_alloc(t, (2 * N + nblk * 2 * C) * es) : NULL;
     if (save && !stats)
         return NULL;
     if (x->dtype == AG_F32)
@@ -55,20 +60,24 @@ ag_tensor *ag_layernorm(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, do
 void ag_layernorm_backward(ag_node *n) {
     ag_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
     size_t N = ag_rows(x), C = ag_cols(x), es = ag_dtype_size(x->dtype);
-    char *stats = n->ctx;
+    size_t nblk = (N + AG_NORM_ROWBLK - 1) / AG_NORM_ROWBLK;
+    bool wb = w->requires_grad || b->requires_grad;
+    if (!x->requires_grad && !wb)
+        return;
+    char *stats = n->ctx, *part = stats + 2 * N * es;
     if (x->dtype == AG_F32) {
         const float *mean = (const float *)stats, *rstd = (const float *)(stats + N * es);
-        if (x->requires_grad)
-            layernorm_bwd_x_f32(x->data, w->data, y->grad, mean, rstd, x->grad, N, C);
-        if (w->requires_grad || b->requires_grad)
-            layernorm_bwd_wb_f32(x->data, y->grad, mean, rstd, w->requires_grad ? w->grad : NULL,
-                                 b->requires_grad ? b->grad : NULL, N, C);
+        layernorm_bwd_f32(x->data, w->data, y->grad, mean, rstd,
+                          x->requires_grad ? x->grad : NULL, wb ? (float *)part : NULL, N, C);
+        if (wb)
+            layernorm_bwd_wb_sum_f32((const float *)part, w->requires_grad ? w->grad : NULL,
+                                     b->requires_grad ? b->grad : NULL, nblk, C);
     } else {
         const double *mean = (const double *)stats, *rstd = (const double *)(stats + N * es);
-        if (x->requires_grad)
-            layernorm_bwd_x_f64(x->data, w->data, y->grad, mean, rstd, x->grad, N, C);
-        if (w->requires_grad || b->requires_grad)
-            layernorm_bwd_wb_f64(x->data, y->grad, mean, rstd, w->requires_grad ? w->grad : NULL,
-                                 b->requires_grad ? b->grad : NULL, N, C);
+        layernorm_bwd_f64(x->data, w->data, y->grad, mean, rstd,
+                          x->requires_grad ? x->grad : NULL, wb ? (double *)part : NULL, N, C);
+        if (wb)
+            layernorm_bwd_wb_sum_f64((const double *)part, w->requires_grad ? w->grad : NULL,
+                                     b->requires_grad ? b->grad : NULL, nblk, C);
     }
 }

@@ -617,6 +617,36 @@ static void test_gelu_gradcheck(void **state) {
     agt_free(x);
 }
 
+/* The recorded forward (which also saves gelu'(x) for backward) and the inference forward give the
+ * same float output bit for bit, and the saved derivative equals the double formula. */
+static void test_gelu_saved_forward_matches_inference(void **state) {
+    (void)state;
+    const size_t n = 40001; /* above the OpenMP threshold */
+    int64_t sh[1] = {(int64_t)n};
+    ag_tensor *x = agt_rand(1, sh, -12, 12, 71, true);
+    ag_tensor *xf = to_f32(x);
+    give_grad(xf);
+    ag_tape *t = ag_tape_create(1 << 20, 0, 8);
+    ag_tensor *yr = ag_gelu(t, xf); /* recorded: takes the saving kernel */
+    assert_non_null(yr);
+    assert_int_equal(ag_tape_size(t), 1);
+    ag_tape_set_recording(t, false);
+    ag_tensor *yi = ag_gelu(t, xf); /* inference: saves nothing */
+    assert_non_null(yi);
+    assert_int_equal(ag_tape_size(t), 1);
+    assert_memory_equal(yr->data, yi->data, n * sizeof(float));
+    ag_tape_set_recording(t, true);
+    backward_ones(t, yr);
+    for (size_t i = 0; i < n; i++) {
+        double v = ((float *)xf->data)[i], dref = gelu_grad_ref(v);
+        assert_close(((float *)xf->grad)[i], dref, 1e-6, 2e-6);
+    }
+    free_grad(xf);
+    agt_free(xf);
+    agt_free(x);
+    ag_tape_free(t);
+}
+
 /* ---- embedding ------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -980,6 +1010,7 @@ int agt_run_ops_basic(void) {
         cmocka_unit_test(test_gelu_values),
         cmocka_unit_test(test_gelu_f32_dense),
         cmocka_unit_test(test_gelu_gradcheck),
+        cmocka_unit_test(test_gelu_saved_forward_matches_inference),
         cmocka_unit_test(test_embedding_values),
         cmocka_unit_test(test_embedding_rejects_bad_ids),
         cmocka_unit_test(test_embedding_gradcheck),

@@ -20,6 +20,14 @@ head -1 "$WORK/a/metrics.csv" | grep -qx "step,tokens,lr,format,loss,val_loss,gr
 "$TRAIN" "$C" 2> "$WORK/c.log" || fail "run c"
 diff <(losses "$WORK/a/metrics.csv") <(losses "$WORK/c/metrics.csv") || fail "two runs differ"
 
+# A fresh run into the same out_dir keeps the earlier run, moved aside, instead of mixing with it.
+"$TRAIN" "$C" --stop-after 2 2> "$WORK/c2.log" || fail "second fresh run"
+grep -q "held an earlier run; moved it to" "$WORK/c2.log" || fail "no set-aside message"
+prev=$(ls -d "$WORK"/c/previous-* | head -1)
+diff <(losses "$WORK/a/metrics.csv") <(losses "$prev/metrics.csv") || fail "earlier metrics not kept"
+[ -f "$prev/ckpt/step_0000030.h5" ] || fail "earlier checkpoints not kept"
+[ "$(ls "$WORK"/c/ckpt)" = "step_0000002.h5" ] || fail "new run's ckpt dir not fresh"
+
 # The loss falls.
 first=$(sed -n 2p "$WORK/a/metrics.csv" | cut -d, -f5); last=$(tail -1 "$WORK/a/metrics.csv" | cut -d, -f5)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' || fail "loss did not fall: $first -> $last"

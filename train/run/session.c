@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define ERRLEN 2048
 
@@ -29,6 +30,46 @@ static int mkdirs(const char *path, char *err, size_t errlen) {
                 return 0;
         }
     }
+}
+
+/* A fresh run into an out_dir that holds an earlier run moves that run's files into
+ * out_dir/previous-YYYYmmdd-HHMMSS/ first: its checkpoints would otherwise be mixed with (and,
+ * being newer by step number, outlive) the new run's, and its metrics.csv would be overwritten. */
+static int set_aside_previous_run(const char *out_dir, char *err, size_t errlen) {
+    static const char *const names[] = {"ckpt", "metrics.csv", "anchor.h5", "config.ini"};
+    char path[QT_PATH_MAX + 32], dest[QT_PATH_MAX + 64], stamp[32];
+    bool any = false;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", out_dir, names[i]);
+        struct stat st;
+        any |= stat(path, &st) == 0;
+    }
+    if (!any)
+        return 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    char dir[QT_PATH_MAX + 48];
+    snprintf(dir, sizeof dir, "%s/previous-%s", out_dir, stamp);
+    if (mkdir(dir, 0777) != 0) {
+        snprintf(err, errlen, "cannot create '%s' to keep the earlier run: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", out_dir, names[i]);
+        snprintf(dest, sizeof dest, "%s/%s", dir, names[i]);
+        if (rename(path, dest) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "cannot move '%s' to '%s': %s", path, dest, strerror(errno));
+            return -1;
+        }
+    }
+    fprintf(stderr,
+            "qat-train: %s held an earlier run; moved it to %s (use --resume auto to continue a "
+            "run instead)\n",
+            out_dir, dir);
+    return 0;
 }
 
 /* out_dir/config.ini, replaced atomically so a reader never sees half of it. */
@@ -335,7 +376,8 @@ int qt_session_open(qt_session *s, const qt_train_opts *o) {
     }
 
     snprintf(s->ckpt_dir, sizeof s->ckpt_dir, "%s/ckpt", s->cfg.run.out_dir);
-    if (mkdirs(s->ckpt_dir, err, ERRLEN) != 0) {
+    if ((!o->resume && set_aside_previous_run(s->cfg.run.out_dir, err, ERRLEN) != 0) ||
+        mkdirs(s->ckpt_dir, err, ERRLEN) != 0) {
         rc = QT_EXIT_USAGE;
         goto fail;
     }
