@@ -67,15 +67,15 @@ void ag_layernorm_backward(ag_node *n) {
     char *stats = n->ctx, *part = stats + 2 * N * es;
     if (x->dtype == AG_F32) {
         const float *mean = (const float *)stats, *rstd = (const float *)(stats + N * es);
-        layernorm_bwd_f32(x->data, w->data, y->grad, mean, rstd,
-                          x->requires_grad ? x->grad : NULL, wb ? (float *)part : NULL, N, C);
+        layernorm_bwd_f32(x->data, w->data, y->grad, mean, rstd, x->requires_grad ? x->grad : NULL,
+                          wb ? (float *)part : NULL, N, C);
         if (wb)
             layernorm_bwd_wb_sum_f32((const float *)part, w->requires_grad ? w->grad : NULL,
                                      b->requires_grad ? b->grad : NULL, nblk, C);
     } else {
         const double *mean = (const double *)stats, *rstd = (const double *)(stats + N * es);
-        layernorm_bwd_f64(x->data, w->data, y->grad, mean, rstd,
-                          x->requires_grad ? x->grad : NULL, wb ? (double *)part : NULL, N, C);
+        layernorm_bwd_f64(x->data, w->data, y->grad, mean, rstd, x->requires_grad ? x->grad : NULL,
+                          wb ? (double *)part : NULL, N, C);
         if (wb)
             layernorm_bwd_wb_sum_f64((const double *)part, w->requires_grad ? w->grad : NULL,
                                      b->requires_grad ? b->grad : NULL, nblk, C);

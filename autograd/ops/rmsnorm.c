@@ -61,15 +61,15 @@ void ag_rmsnorm_backward(ag_node *n) {
     if (x->dtype == AG_F32) {
         const float *rstd = n->ctx;
         float *part = w->requires_grad ? (float *)n->ctx + N : NULL;
-        rmsnorm_bwd_f32(x->data, w->data, y->grad, rstd, x->requires_grad ? x->grad : NULL, part,
-                        N, C);
+        rmsnorm_bwd_f32(x->data, w->data, y->grad, rstd, x->requires_grad ? x->grad : NULL, part, N,
+                        C);
         if (part)
             rmsnorm_bwd_w_sum_f32(part, w->grad, nblk, C);
     } else {
         const double *rstd = n->ctx;
         double *part = w->requires_grad ? (double *)n->ctx + N : NULL;
-        rmsnorm_bwd_f64(x->data, w->data, y->grad, rstd, x->requires_grad ? x->grad : NULL, part,
-                        N, C);
+        rmsnorm_bwd_f64(x->data, w->data, y->grad, rstd, x->requires_grad ? x->grad : NULL, part, N,
+                        C);
         if (part)
             rmsnorm_bwd_w_sum_f64(part, w->grad, nblk, C);
     }

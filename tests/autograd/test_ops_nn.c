@@ -4,6 +4,7 @@
  * gradient check of every op with respect to every input. */
 #include "agtest.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,6 +206,89 @@ static void test_rmsnorm_gradcheck(void **state) {
     agt_gradcheck("rmsnorm w", build_rmsnorm, NULL, in, 2);
     agt_free(x);
     agt_free(w);
+}
+
+/* The norms' backward sums dw/db over blocks of 64 rows and adds the blocks in order: check with
+ * several blocks, the last one partial (150 rows), and every subset of inputs needing grads. */
+static void test_norms_gradcheck_many_row_blocks(void **state) {
+    (void)state;
+    int64_t sx[3] = {3, 50, 5}, sc[1] = {5};
+    ag_tensor *x = agt_rand(3, sx, -2, 2, 41, true);
+    ag_tensor *w = agt_rand(1, sc, 0.5, 1.5, 42, true), *b = agt_rand(1, sc, -1, 1, 43, true);
+    ag_tensor *in[3] = {x, w, b};
+    agt_gradcheck("layernorm 150 rows x,w,b", build_layernorm, NULL, in, 3);
+    x->requires_grad = false;
+    agt_gradcheck("layernorm 150 rows w,b", build_layernorm, NULL, in, 3);
+    b->requires_grad = false;
+    agt_gradcheck("layernorm 150 rows w", build_layernorm, NULL, in, 3);
+    x->requires_grad = true;
+    w->requires_grad = false;
+    agt_gradcheck("layernorm 150 rows x", build_layernorm, NULL, in, 3);
+    w->requires_grad = true;
+    agt_gradcheck("rmsnorm 150 rows x,w", build_rmsnorm, NULL, in, 2);
+    w->requires_grad = false;
+    agt_gradcheck("rmsnorm 150 rows x", build_rmsnorm, NULL, in, 2);
+    x->requires_grad = false;
+    w->requires_grad = true;
+    agt_gradcheck("rmsnorm 150 rows w", build_rmsnorm, NULL, in, 2);
+    agt_free(x);
+    agt_free(w);
+    agt_free(b);
+}
+
+/* Float forward and backward of a norm at 1 and at 2 threads (sizes above the kernels' parallel
+ * threshold): outputs and every gradient must be bit-identical. */
+static void check_norm_threads(const char *what, bool layer, ag_tensor **ind, int n_in) {
+    float *ref[4] = {0};
+    size_t bytes[4] = {0};
+    int saved_threads = omp_get_max_threads();
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(run + 1);
+        ag_tensor *inf[3];
+        for (int i = 0; i < n_in; i++)
+            inf[i] = to_f32(ind[i]);
+        ag_tape *t = ag_tape_create(1 << 22, 0, 16);
+        ag_tensor *y = layer ? ag_layernorm(t, inf[0], inf[1], inf[2], 1e-5)
+                             : ag_rmsnorm(t, inf[0], inf[1], 1e-5);
+        assert_non_null(y);
+        ag_tensor *seedd = agt_rand(y->ndim, y->shape, -1, 1, 9, false), *seedf = to_f32(seedd);
+        assert_int_equal(ag_backward(t, y, seedf->data), 0);
+        const void *got[4] = {y->data, inf[0]->grad, inf[1]->grad, n_in > 2 ? inf[2]->grad : NULL};
+        size_t nb[4] = {y->numel, inf[0]->numel, inf[1]->numel, n_in > 2 ? inf[2]->numel : 0};
+        for (int k = 0; k < 4; k++) {
+            if (!got[k])
+                continue;
+            if (run == 0) {
+                bytes[k] = nb[k] * sizeof(float);
+                ref[k] = malloc(bytes[k]);
+                memcpy(ref[k], got[k], bytes[k]);
+            } else if (memcmp(ref[k], got[k], bytes[k]) != 0) {
+                static const char *const names[4] = {"output", "dx", "dw", "db"};
+                print_error("%s: %s differs between 1 and 2 threads\n", what, names[k]);
+                fail();
+            }
+        }
+        free_f32(seedf);
+        agt_free(seedd);
+        for (int i = 0; i < n_in; i++)
+            free_f32(inf[i]);
+        ag_tape_free(t);
+    }
+    omp_set_num_threads(saved_threads);
+    for (int k = 0; k < 4; k++)
+        free(ref[k]);
+}
+
+static void test_norms_thread_count_invariant(void **state) {
+    (void)state;
+    int64_t sx[2] = {600, 64}, sc[1] = {64}; /* 9 full row blocks and a partial one */
+    ag_tensor *x = agt_rand(2, sx, -2, 2, 51, true);
+    ag_tensor *w = agt_rand(1, sc, 0.5, 1.5, 52, true), *b = agt_rand(1, sc, -1, 1, 53, true);
+    check_norm_threads("layernorm", true, (ag_tensor *[]){x, w, b}, 3);
+    check_norm_threads("rmsnorm", false, (ag_tensor *[]){x, w}, 2);
+    agt_free(x);
+    agt_free(w);
+    agt_free(b);
 }
 
 /* ---- rope -------------------------------------------------------------------------------------
@@ -633,6 +717,8 @@ int agt_run_ops_nn(void) {
         cmocka_unit_test(test_layernorm_rejects_bad_shapes),
         cmocka_unit_test(test_rmsnorm_hand_case),
         cmocka_unit_test(test_rmsnorm_gradcheck),
+        cmocka_unit_test(test_norms_gradcheck_many_row_blocks),
+        cmocka_unit_test(test_norms_thread_count_invariant),
         cmocka_unit_test(test_rope_hand_case),
         cmocka_unit_test(test_rope_preserves_pair_norms),
         cmocka_unit_test(test_rope_pos0_shifts_positions),
