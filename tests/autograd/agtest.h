@@ -28,5 +28,6 @@ int agt_run_core(void);
 int agt_run_ops_basic(void);
 int agt_run_ops_nn(void);
 int agt_run_fakequant(void);
+int agt_run_fastmath(void);
 
 #endif
