@@ -1,7 +1,10 @@
 /* evaluate_end.c — the end of a quantized qat-train run: out_dir/anchor.h5, then the validation
  * loss at every format computed from that file by Slice-and-Scale. */
+#define _POSIX_C_SOURCE 200809L
 #include "train/run/evaluate.h"
 #include "train/run/session.h"
+
+#include <unistd.h>
 
 #define ERRLEN 2048
 
@@ -49,7 +52,9 @@ int qt_session_final_anchor(qt_session *s) {
             "%d tokens, %s quantized):\n",
             e.n_batches, e.B, e.T, acts ? "weights and activations" : "weights");
     rc = QT_EXIT_INTERNAL;
-    if (qt_eval_anchor_rows(&e, &a, path, acts, rows, n, NULL, "qat-train", err, sizeof err) != 0)
+    /* One line per format while it works, on a terminal only (logs get the table alone). */
+    FILE *log = isatty(fileno(stderr)) ? stderr : NULL;
+    if (qt_eval_anchor_rows(&e, &a, path, acts, rows, n, log, "qat-train", err, sizeof err) != 0)
         goto done;
     qt_eval_print_table(stderr, rows, n);
     fprintf(stderr, "fp32 = the dequantized %s anchor weights, activations not quantized.\n",
