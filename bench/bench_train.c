@@ -378,21 +378,13 @@ static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const in
     return done(p, R_XENT, ag_cross_entropy(t, logits, y));
 }
 
-/* ag_backward (autograd/tape.c) with a timer per node: grads of every recorded tensor first
- * (zero-filled arena buffers), then the backward functions in reverse. *t_nodes receives the time
+/* ag_backward (autograd/tape.c) with a timer per node: ag_backward_prepare first (zero-filled
+ * arena grads of every recorded tensor), then the backward functions in reverse. *t_nodes receives the time
  * at which the first node starts. Returns 0 or -1 (arena). */
 static int profiled_backward(prof *p, ag_tensor *loss, double *t_nodes, double *c_nodes) {
     ag_tape *t = p->tape;
     size_t n = ag_tape_size(t), used0 = ag_arena_used(ag_tape_arena(t));
-    for (size_t i = 0; i < n; i++) {
-        const ag_node *nd = ag_tape_node(t, i);
-        if (ag_tensor_ensure_grad(t, nd->out) != 0)
-            return -1;
-        for (int j = 0; j < nd->n_in; j++)
-            if (nd->in[j]->requires_grad && ag_tensor_ensure_grad(t, nd->in[j]) != 0)
-                return -1;
-    }
-    if (ag_tensor_ensure_grad(t, loss) != 0)
+    if (ag_backward_prepare(t, loss) != 0)
         return -1;
     p->grad_bytes = ag_arena_used(ag_tape_arena(t)) - used0;
     for (size_t i = 0; i < loss->numel; i++)
