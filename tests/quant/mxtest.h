@@ -42,5 +42,6 @@ int mxt_run_exact(void);
 int mxt_run_random(void);
 int mxt_run_sns(void);
 int mxt_run_pack(void);
+int mxt_run_ptq(void);
 
 #endif
