@@ -72,6 +72,7 @@ typedef enum {
     AG_OP_ATTENTION,
     AG_OP_CROSS_ENTROPY,
     AG_OP_FAKEQUANT,
+    AG_OP_CLINEAR,
     AG_OP_COUNT
 } ag_op;
 
@@ -137,6 +138,13 @@ size_t ag_cols(const ag_tensor *t);
 ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b, bool trans_a, bool trans_b);
 /* y[..., out] = x[..., in] · wᵀ with w [out, in] (PyTorch's nn.Linear without bias). */
 ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *w);
+/* Complex linear map (CRoPE attention's projections). x [..., d], d even, is read as d/2
+ * complex numbers x̃_k = x[2k] + i·x[2k+1]; W̃ = a + i·b with a, b [D/2, d/2] (two real tensors:
+ * half the parameters of ag_linear with w [D, d], same flops); y [..., D] holds ỹ = W̃·x̃
+ * interleaved the same way: y_r = a·x_r − b·x_i, y_i = b·x_r + a·x_i. a and b are ordinary
+ * tensors (e.g. fake-quantized parameters) and may be the same tensor. NULL if d is odd or a, b
+ * are not both [D/2, d/2]. Results do not depend on the thread count. */
+ag_tensor *ag_clinear(ag_tape *t, ag_tensor *x, ag_tensor *a, ag_tensor *b);
 /* a + b where b has a's shape or a's trailing dims (bias [C] or positions [T,C] broadcast). */
 ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b); /* elementwise, same shape */

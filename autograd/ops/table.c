@@ -20,6 +20,7 @@ static const struct {
     [AG_OP_ATTENTION] = {"attention", ag_attention_backward},
     [AG_OP_CROSS_ENTROPY] = {"cross_entropy", ag_cross_entropy_backward},
     [AG_OP_FAKEQUANT] = {"fakequant", ag_fakequant_backward},
+    [AG_OP_CLINEAR] = {"clinear", ag_clinear_backward},
 };
 static_assert(sizeof op_table / sizeof op_table[0] == AG_OP_COUNT,
               "op table out of step with ag_op");

@@ -29,5 +29,6 @@ int agt_run_ops_basic(void);
 int agt_run_ops_nn(void);
 int agt_run_fakequant(void);
 int agt_run_fastmath(void);
+int agt_run_clinear(void);
 
 #endif
