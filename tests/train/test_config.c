@@ -575,7 +575,7 @@ static void t_round_trip(void **state) {
     /* Every key away from its default, with doubles that need all 17 digits, a subnormal, -0. */
     set_ok(&c, "run.out_dir=runs/with space/x|run.seed=18446744073709551615|run.steps=1000000000|"
                "run.eval_every=0|run.eval_batches=3|run.ckpt_every=0|run.keep=1000|"
-               "run.log_every=1|run.threads=1024|run.mode=grpo");
+               "run.log_every=1|run.threads=1024|run.mode=grpo|run.init_from=runs/a b/x.h5");
     set_ok(&c, "model.n_layer=256|model.n_head=2|model.d_model=64|model.d_ff=7|"
                "model.seq_len=65536|model.vocab_size=1048576|model.norm=rmsnorm|"
                "model.positions=learned|model.attention=crope|model.tie_embeddings=no");

@@ -2,7 +2,7 @@
  *               [--quantize weights|weights+activations] [--corpus PATH]`
  * Validation loss and perplexity of a checkpoint at each format, as a table on stdout (progress
  * and notes on stderr). Training checkpoint: the float weights quantized in each format. Anchor:
- * each format by Slice-and-Scale from it. Converted file: its own format. */
+ * each format by Slice-and-Scale from it. Converted or PTQ file: its own format. */
 #include "train/io/anchor.h"
 #include "train/run/evaluate.h"
 #include "train/run/format.h"
@@ -116,7 +116,13 @@ static int train_rows(qt_evaluator *e, const qt_ckpt *ck, const char *path, bool
 
 static void describe_anchor(const qt_anchor_ckpt *a, const char *path) {
     const char *r = a->rounding == MX_ROUND_NEAREST ? "nearest" : "even";
-    if (a->source == MX_FP32)
+    if (a->ptq_method[0])
+        fprintf(stderr,
+                "qat-eval: %s: post-training quantized to %s by %s (rounding %s), step %lld: "
+                "evaluated at %s only\n",
+                path, mx_format_name(a->format), a->ptq_method, r, (long long)a->step,
+                mx_format_name(a->format));
+    else if (a->source == MX_FP32)
         fprintf(stderr,
                 "qat-eval: %s: anchor %s (rounding %s), step %lld: every format by "
                 "Slice-and-Scale from it\n",
@@ -145,7 +151,7 @@ static int run(const opts *o, char *err) {
     if (qt_ckpt_read(o->ckpt, &ck, err, ERRLEN) != 0)
         return QT_EXIT_CKPT;
     int rc = QT_EXIT_CKPT;
-    bool anchor = ck.kind == QT_CKPT_ANCHOR;
+    bool anchor = ck.kind == QT_CKPT_ANCHOR || ck.kind == QT_CKPT_PTQ;
     if (anchor && qt_anchor_from_ckpt(&a, &ck, o->ckpt, err, ERRLEN) != 0)
         goto done;
     qt_eval_opts eo = {.config_text = ck.config_text,

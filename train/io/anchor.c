@@ -56,6 +56,13 @@ int qt_anchor_check_convert(const qt_anchor_ckpt *a, mx_format dst, char *why, s
     }
     if (dst == a->format)
         return 0; /* the identity */
+    if (a->ptq_method[0]) {
+        snprintf(why, whylen,
+                 "the file holds %s weights quantized by post-training quantization (%s) for %s "
+                 "only; run qat-ptq again for %s",
+                 src, a->ptq_method, src, mx_format_name(dst));
+        return -1;
+    }
     if (a->source != MX_FP32) {
         snprintf(why, whylen,
                  "the file was already converted (%s -> %s) and reaches only %s; Slice-and-Scale "
@@ -113,6 +120,9 @@ int qt_anchor_convert(const qt_anchor_ckpt *src, mx_format dst, qt_anchor_ckpt *
     out->format = dst;
     out->source = dst == src->format ? src->source : src->format;
     out->rounding = src->rounding;
+    memcpy(out->ptq_method, src->ptq_method, sizeof out->ptq_method);
+    out->ptq_alpha = src->ptq_alpha;
+    out->ptq_calib_batches = src->ptq_calib_batches;
     out->step = src->step;
     out->model_hash = src->model_hash;
     const char *cfg = src->config_text ? src->config_text : "";

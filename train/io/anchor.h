@@ -1,7 +1,9 @@
 /* anchor.h — anchor checkpoints: the weight of every quantized linear layer stored as packed MX
  * element codes plus E8M0 scales in one anchor format (mxint8, mxfp8_e4m3, mxfp8_e5m2), every
  * other parameter as float32; and files made from an anchor by Slice-and-Scale to a lower format
- * ("converted" files: same layout, plus the root attribute source_format).
+ * ("converted" files: same layout, plus the root attribute source_format); and post-training
+ * quantized files made by qat-ptq (kind "ptq": same layout in any MX format, plus the root
+ * attributes ptq_method, ptq_alpha and ptq_calib_batches).
  *
  * File layout (a qat checkpoint of kind "anchor", see ckpt.h and docs/CHECKPOINTS.md):
  *   /                      attrs kind "anchor", step, config, model_hash, format ("mxint8"),
@@ -44,6 +46,11 @@ typedef struct qt_anchor_ckpt {
     mx_format source;     /* MX_FP32 for an anchor (made from float weights); for a converted
                              file, the anchor format it was sliced from */
     mx_rounding rounding; /* used to quantize (and to Slice-and-Scale) it */
+    /* PTQ files (kind "ptq"): the method ("rtn", "gptq", "smoothquant+rtn", ...), "" for anchors
+     * and converted files. A PTQ file holds weights quantized for its own format only. */
+    char ptq_method[32];
+    double ptq_alpha;          /* SmoothQuant migration strength (0 when not smoothed) */
+    int64_t ptq_calib_batches; /* calibration batches (0 for rtn) */
     int64_t step;
     char *config_text; /* the run's resolved INI; owned */
     uint64_t model_hash;
@@ -74,7 +81,7 @@ int qt_anchor_from_train(qt_anchor_ckpt *a, const qt_ckpt *ck, const char *path,
 int qt_anchor_write(const char *path, const qt_anchor_ckpt *a, char *err, size_t errlen);
 
 /* Build *a from a checkpoint already read from path (ck is only read; everything is copied).
- * Fails (-1, *a empty) when ck is not of kind anchor ("PATH: is a 'train' checkpoint, not an
+ * Accepts kinds anchor and ptq. Fails (-1, *a empty) when ck is a training checkpoint ("PATH: is a 'train' checkpoint, not an
  * anchor"), an attribute is missing or invalid, a tensor's parts disagree with its shape, or
  * a uint8 dataset is not a part of a quantized tensor. */
 int qt_anchor_from_ckpt(qt_anchor_ckpt *a, const qt_ckpt *ck, const char *path, char *err,
@@ -84,8 +91,8 @@ int qt_anchor_read(const char *path, qt_anchor_ckpt *a, char *err, size_t errlen
 void qt_anchor_free(qt_anchor_ckpt *a); /* releases everything; leaves *a zeroed; NULL ok */
 
 /* Whether a can be converted to dst by Slice-and-Scale: dst an MX format with at most the bits of
- * a->format, a pair mx_sns_supported accepts, and a an anchor (a converted file reaches only its
- * own format). Returns 0, or -1 with the reason in why ("fp32 (32 bits) is above mxint8 (8
+ * a->format, a pair mx_sns_supported accepts, and a an anchor (a converted or PTQ file reaches
+ * only its own format). Returns 0, or -1 with the reason in why ("fp32 (32 bits) is above mxint8 (8
  * bits): Slice-and-Scale only goes down"). */
 int qt_anchor_check_convert(const qt_anchor_ckpt *a, mx_format dst, char *why, size_t whylen);
 /* *out = Slice-and-Scale of every quantized tensor of src to dst (rounding src->rounding),

@@ -25,7 +25,7 @@ static int rounding_parse(const char *s, mx_rounding *r) {
 
 int qt_anchor_write(const char *path, const qt_anchor_ckpt *a, char *err, size_t errlen) {
     size_t nq = qt_anchor_quantized_count(a, NULL);
-    size_t n_params = a->n + nq, n_attrs = 3 + 3 * nq;
+    size_t n_params = a->n + nq, n_attrs = 6 + 3 * nq;
     qt_ckpt_tensor *params = calloc(n_params ? n_params : 1, sizeof *params);
     qt_ckpt_attr *attrs = calloc(n_attrs, sizeof *attrs);
     int rc = -1;
@@ -41,6 +41,13 @@ int qt_anchor_write(const char *path, const qt_anchor_ckpt *a, char *err, size_t
     qt_ckpt_attr_str(&attrs[na++], "", "rounding", rounding_name(a->rounding));
     if (a->source != MX_FP32)
         qt_ckpt_attr_str(&attrs[na++], "", "source_format", mx_format_name(a->source));
+    if (a->ptq_method[0]) {
+        qt_ckpt_attr_str(&attrs[na++], "", "ptq_method", a->ptq_method);
+        char alpha[32]; /* attributes are strings or integers: the exact double as text */
+        snprintf(alpha, sizeof alpha, "%.17g", a->ptq_alpha);
+        qt_ckpt_attr_str(&attrs[na++], "", "ptq_alpha", alpha);
+        qt_ckpt_attr_ints(&attrs[na++], "", "ptq_calib_batches", &a->ptq_calib_batches, 1);
+    }
     for (size_t i = 0; i < a->n; i++) {
         const qt_anchor_tensor *t = &a->t[i];
         if (!t->quantized) {
@@ -76,7 +83,7 @@ int qt_anchor_write(const char *path, const qt_anchor_ckpt *a, char *err, size_t
         qt_ckpt_attr_ints(&attrs[na++], t->name, "shape", t->shape, 2);
         qt_ckpt_attr_str(&attrs[na++], t->name, "rounding", rounding_name(a->rounding));
     }
-    qt_ckpt ck = {.kind = QT_CKPT_ANCHOR,
+    qt_ckpt ck = {.kind = a->ptq_method[0] ? QT_CKPT_PTQ : QT_CKPT_ANCHOR,
                   .step = a->step,
                   .config_text = a->config_text,
                   .model_hash = a->model_hash,
@@ -193,6 +200,32 @@ static int read_quantized(const qt_anchor_ckpt *a, const qt_ckpt *ck, const char
     return 0;
 }
 
+/* The provenance of a kind "ptq" file: method, alpha, calibration batches. */
+static int read_ptq_attrs(qt_anchor_ckpt *a, const qt_ckpt *ck, const char *path, char *err,
+                          size_t errlen) {
+    const qt_ckpt_attr *m = qt_ckpt_find_attr(ck, "", "ptq_method");
+    const qt_ckpt_attr *al = qt_ckpt_find_attr(ck, "", "ptq_alpha");
+    const qt_ckpt_attr *cb = qt_ckpt_find_attr(ck, "", "ptq_calib_batches");
+    char *end = NULL;
+    if (!m || m->type != QT_CK_ATTR_STR || !m->str[0] || strlen(m->str) >= sizeof a->ptq_method ||
+        !al || al->type != QT_CK_ATTR_STR || !cb || cb->type != QT_CK_ATTR_INT || cb->n != 1 ||
+        cb->ints[0] < 0) {
+        snprintf(err, errlen,
+                 "%s: a 'ptq' file needs root attributes ptq_method (string), ptq_alpha (string) "
+                 "and ptq_calib_batches (integer >= 0)",
+                 path);
+        return -1;
+    }
+    a->ptq_alpha = strtod(al->str, &end);
+    if (end == al->str || *end) {
+        snprintf(err, errlen, "%s: root attribute ptq_alpha is '%s', not a number", path, al->str);
+        return -1;
+    }
+    snprintf(a->ptq_method, sizeof a->ptq_method, "%s", m->str);
+    a->ptq_calib_batches = cb->ints[0];
+    return 0;
+}
+
 /* "NAME/elements" -> 1 with NAME in base; "NAME/scales" -> 2; anything else 0. */
 static int part_of(const char *name, char *base, size_t baselen) {
     static const char *const parts[2] = {"/elements", "/scales"};
@@ -210,14 +243,15 @@ static int part_of(const char *name, char *base, size_t baselen) {
 int qt_anchor_from_ckpt(qt_anchor_ckpt *a, const qt_ckpt *ck, const char *path, char *err,
                         size_t errlen) {
     memset(a, 0, sizeof *a);
-    if (ck->kind != QT_CKPT_ANCHOR) {
-        snprintf(err, errlen, "%s: is a '%s' checkpoint, not an anchor (kind 'anchor')", path,
-                 qt_ckpt_kind_name(ck->kind));
+    if (ck->kind != QT_CKPT_ANCHOR && ck->kind != QT_CKPT_PTQ) {
+        snprintf(err, errlen, "%s: is a '%s' checkpoint, not an anchor (kind 'anchor' or 'ptq')",
+                 path, qt_ckpt_kind_name(ck->kind));
         return -1;
     }
     a->source = MX_FP32;
     if (attr_format(ck, "", "format", path, &a->format, err, errlen) != 0 ||
-        attr_rounding(ck, "", path, &a->rounding, err, errlen) != 0)
+        attr_rounding(ck, "", path, &a->rounding, err, errlen) != 0 ||
+        (ck->kind == QT_CKPT_PTQ && read_ptq_attrs(a, ck, path, err, errlen) != 0))
         goto fail;
     if (qt_ckpt_find_attr(ck, "", "source_format") &&
         attr_format(ck, "", "source_format", path, &a->source, err, errlen) != 0)

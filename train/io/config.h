@@ -52,6 +52,7 @@ typedef struct qt_config {
         int64_t steps, eval_every, eval_batches, ckpt_every, keep, log_every;
         int threads; /* 0 = all cores */
         qt_run_mode mode;
+        char init_from[QT_PATH_MAX]; /* "" = random initialisation */
     } run;
     struct {
         int n_layer, n_head, d_model, d_ff, seq_len, vocab_size;

@@ -110,6 +110,7 @@ const qt_key qt_cfg_keys[] = {
     QT_I64(run, log_every, "10", 1, QT_BIG, "progress line every N steps"),
     QT_INT(run, threads, "0", 0, 1024, "OpenMP threads (0 = all cores)"),
     QT_ENUM(run, mode, qt_run_mode, mode_names, "pretrain", "what to train for"),
+    QT_PATH(run, init_from, "", "start from the weights of this checkpoint (train or anchor; same [model]) instead of random init; optimizer, step and data start fresh"),
 
     QT_INT(model, n_layer, "4", 1, 256, "transformer blocks L"),
     QT_INT(model, n_head, "4", 1, 256, "attention heads NH (must divide d_model)"),

@@ -171,8 +171,8 @@ void qt_cfg_range_text(int idx, char *buf, size_t len) {
     case QT_KT_BOOL:
         append(buf, len, &n, "true|false");
         break;
-    case QT_KT_PATH:
-        append(buf, len, &n, "1..%d bytes", QT_CONFIG_STRING_MAX);
+    case QT_KT_PATH: /* empty where the default is: "none" */
+        append(buf, len, &n, "%d..%d bytes", k->def[0] ? 1 : 0, QT_CONFIG_STRING_MAX);
         break;
     case QT_KT_LIST:
         append(buf, len, &n, "comma-separated");
@@ -200,6 +200,12 @@ static const char *store(const qt_key *k, int idx, const char *value, char *fiel
                          size_t whylen) {
     char range[160];
     qt_cfg_range_text(idx, range, sizeof range);
+    /* A path whose default is empty takes "" for "none" (run.init_from); nothing else does. */
+    bool may_be_empty = k->type == QT_KT_PATH && k->def[0] == '\0';
+    if (value[0] == '\0' && may_be_empty) {
+        memset(field, 0, QT_PATH_MAX);
+        return NULL;
+    }
     if (value[0] == '\0') {
         snprintf(why, whylen, "empty value (expected %s %s)", qt_cfg_type_name(k->type), range);
         return why;

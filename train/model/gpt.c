@@ -188,6 +188,8 @@ static ag_tensor *quant_input(qt_model *m, ag_tape *t, ag_tensor *x) {
 /* y = x·Wᵀ with W fake-quantized in the step's format (x already went through quant_input). */
 static ag_tensor *qlinear(qt_model *m, ag_tape *t, ag_tensor *x, ag_tensor *w) {
     const qt_quant *q = &m->quant;
+    if (m->observe && x)
+        m->observe(m->observe_ctx, w, x);
     if (q->format != MX_FP32 && !q->weights_ready) {
         ag_fq_spec spec = {q->format, q->rounding, q->ste, q->weights_via};
         w = ag_fakequant(t, w, &spec, -1);

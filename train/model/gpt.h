@@ -41,6 +41,12 @@ typedef struct qt_quant {
     bool head;             /* also the output projection (lm_head or tied wte) */
 } qt_quant;
 
+/* Calibration hook (qat-ptq): called by each linear layer that goes through qlinear (every block
+ * matrix; the output projection only when quant.head) with its parameter w [out,in] — the model's
+ * own tensor, before any weight quantization — and the input x [..., in] it multiplies (after
+ * activation quantization, as the layer sees it). Read-only; x dies with the forward's arena. */
+typedef void (*qt_linear_observer)(void *ctx, const ag_tensor *w, const ag_tensor *x);
+
 typedef struct qt_model {
     int L, NH, C, F, T, V; /* layers, heads, width, MLP width, max sequence, vocabulary */
     qt_norm norm;
@@ -53,6 +59,8 @@ typedef struct qt_model {
     ag_tensor *wte, *wpe, *lnf_w, *lnf_b, *lm_head; /* wpe, lnf_b, lm_head may be NULL */
     qt_block *blocks;
     qt_quant quant; /* used by the next forward passes; format MX_FP32 after create */
+    qt_linear_observer observe; /* NULL (the default) or a calibration hook */
+    void *observe_ctx;
 } qt_model;
 
 /* Allocate a model for cfg->model (parameters uninitialised). NULL with a message on failure. */

@@ -367,6 +367,10 @@ int qt_session_open(qt_session *s, const qt_train_opts *o) {
     qt_model_init(s->model, normal_cb, &s->rng[DATA_STREAM_INIT]);
     if (build_optimizer(s, err) != 0)
         goto fail;
+    /* Before a resume, which then overwrites these weights with the checkpoint's own. */
+    if ((rc = qt_session_init_from(s, err, ERRLEN)) != QT_EXIT_OK)
+        goto fail;
+    rc = QT_EXIT_INTERNAL;
     s->x = calloc((size_t)s->B * (size_t)s->T, sizeof *s->x);
     s->y = calloc((size_t)s->B * (size_t)s->T, sizeof *s->y);
     s->tape = ag_tape_create((size_t)64 << 20, 0, 1 << 14);

@@ -36,6 +36,12 @@ typedef struct qt_session {
 int qt_session_open(qt_session *s, const qt_train_opts *o);
 void qt_session_close(qt_session *s);
 
+/* [run] init_from (init_from.c): overwrite the freshly initialised parameters with those of the
+ * checkpoint it names (a training checkpoint's float weights, or an anchor's or PTQ file's
+ * dequantized ones), whose stored [model] must equal the config's. "" does nothing. Returns
+ * QT_EXIT_OK or QT_EXIT_CKPT with a message naming the file (and the differing keys). */
+int qt_session_init_from(qt_session *s, char *err, size_t errlen);
+
 /* Write out_dir/ckpt/step_NNNNNNN.h5 for the current step and prune old ones. Refuses (exit code
  * QT_EXIT_NUMERIC) to write parameters that are not finite. Returns QT_EXIT_OK or an exit code. */
 int qt_session_save(qt_session *s);
