@@ -102,7 +102,9 @@ typedef struct flops {
 /* Forward of a linear layer with P weights over N tokens is 2·P·N FLOPs; backward is twice that
  * (dx and dw), hence 6·P·N. Attention per layer: QKᵀ and PV are each 2·B·T·T·C FLOPs forward
  * (all heads, full T×T although the causal mask makes half of it zero), backward 2× forward
- * (dQ, dK from dS; dP, dV from dO): 12·B·T²·C per layer. */
+ * (dQ, dK from dS; dP, dV from dO): 12·B·T²·C per layer. CRoPE's complex projections hold half
+ * the parameters but do the same multiply-adds (ag_clinear multiplies by the expanded matrix), so
+ * they count as 4·C² per layer too. */
 static flops count_flops(const qt_model *m, int B, int T) {
     flops f;
     double C = m->C, F = m->F, V = m->V, L = m->L, N = (double)B * T;
@@ -331,6 +333,23 @@ static ag_tensor *linear_op(prof *p, qt_model *m, int role, ag_tensor *x, ag_ten
     return done(p, role, ag_linear(p->tape, x, w));
 }
 
+/* gpt.c's project: a real projection, or CRoPE's complex-linear one (planes quantized apart). */
+static ag_tensor *project_op(prof *p, qt_model *m, int role, ag_tensor *x, ag_tensor *re,
+                             ag_tensor *im) {
+    if (!im)
+        return linear_op(p, m, role, x, re);
+    const qt_quant *q = &m->quant;
+    if (q->format != MX_FP32 && !q->weights_ready) {
+        ag_fq_spec spec = {q->format, q->rounding, q->ste, q->weights_via};
+        mark(p);
+        re = done(p, R_FQ, ag_fakequant(p->tape, re, &spec, -1));
+        mark(p);
+        im = done(p, R_FQ, ag_fakequant(p->tape, im, &spec, -1));
+    }
+    mark(p);
+    return done(p, role, ag_clinear(p->tape, x, re, im));
+}
+
 /* The op sequence of qt_model_loss (train/model/gpt.c), one timer per op. */
 static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const int32_t *y, int B,
                                 int T) {
@@ -344,9 +363,9 @@ static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const in
     for (int i = 0; i < m->L; i++) {
         qt_block *k = &m->blocks[i];
         ag_tensor *a = quant_in(p, m, norm_op(p, m, h, k->ln1_w, k->ln1_b));
-        ag_tensor *q = linear_op(p, m, R_QKV, a, k->wq);
-        ag_tensor *kk = linear_op(p, m, R_QKV, a, k->wk);
-        ag_tensor *v = linear_op(p, m, R_QKV, a, k->wv);
+        ag_tensor *q = project_op(p, m, R_QKV, a, k->wq, k->wq_im);
+        ag_tensor *kk = project_op(p, m, R_QKV, a, k->wk, k->wk_im);
+        ag_tensor *v = project_op(p, m, R_QKV, a, k->wv, k->wv_im);
         if (m->positions == QT_POS_ROPE) {
             mark(p);
             q = done(p, R_ROPE, ag_rope(t, q, m->NH, 0, BENCH_ROPE_BASE));
@@ -355,7 +374,7 @@ static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const in
         }
         mark(p);
         ag_tensor *att = done(p, R_ATTN, ag_attention(t, q, kk, v, m->NH));
-        ag_tensor *o = linear_op(p, m, R_WO, quant_in(p, m, att), k->wo);
+        ag_tensor *o = project_op(p, m, R_WO, quant_in(p, m, att), k->wo, k->wo_im);
         mark(p);
         h = done(p, R_RESID, ag_add(t, h, o));
         ag_tensor *u = quant_in(p, m, norm_op(p, m, h, k->ln2_w, k->ln2_b));
@@ -379,8 +398,8 @@ static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const in
 }
 
 /* ag_backward (autograd/tape.c) with a timer per node: ag_backward_prepare first (zero-filled
- * arena grads of every recorded tensor), then the backward functions in reverse. *t_nodes receives the time
- * at which the first node starts. Returns 0 or -1 (arena). */
+ * arena grads of every recorded tensor), then the backward functions in reverse. *t_nodes receives
+ * the time at which the first node starts. Returns 0 or -1 (arena). */
 static int profiled_backward(prof *p, ag_tensor *loss, double *t_nodes, double *c_nodes) {
     ag_tape *t = p->tape;
     size_t n = ag_tape_size(t), used0 = ag_arena_used(ag_tape_arena(t));

@@ -11,5 +11,6 @@ int qtt_run_model(void);
 int qtt_run_anchor(void);
 int qtt_run_format(void);
 int qtt_run_ptq_model(void);
+int qtt_run_crope_model(void);
 
 #endif

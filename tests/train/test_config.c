@@ -505,7 +505,13 @@ static void t_validate(void **state) {
                              "(default)) must be even for model.positions = rope (default)");
     set_ok(&c, "model.positions=learned");
     assert_int_equal(qt_config_validate(&c, err, sizeof err), 0);
+    /* CRoPE is rotary by construction: a learned position table beside it is refused. */
     set_ok(&c, "model.attention=crope");
+    assert_int_equal(qt_config_validate(&c, err, sizeof err), -1);
+    assert_string_equal(err, "model.attention = crope (--set) rotates q and k by position itself "
+                             "(rotary positions); model.positions = learned (--set) would add a "
+                             "second position encoding: set model.positions = rope");
+    set_ok(&c, "model.positions=rope");
     assert_int_equal(qt_config_validate(&c, err, sizeof err), -1);
     assert_string_equal(err, "head size 3 (model.d_model = 12 (--set) / model.n_head = 4 "
                              "(default)) must be even for model.attention = crope (--set)");
@@ -578,7 +584,8 @@ static void t_round_trip(void **state) {
                "run.log_every=1|run.threads=1024|run.mode=grpo|run.init_from=runs/a b/x.h5");
     set_ok(&c, "model.n_layer=256|model.n_head=2|model.d_model=64|model.d_ff=7|"
                "model.seq_len=65536|model.vocab_size=1048576|model.norm=rmsnorm|"
-               "model.positions=learned|model.attention=crope|model.tie_embeddings=no");
+               "model.positions=learned|model.attention=crope|model.crope_output=real|"
+               "model.tie_embeddings=no");
     set_ok(&c, "data.corpus=/tmp/c.txt|data.val_fraction=0.1|data.batch_size=65536");
     set_ok(&c, "optim.name=sgd|optim.lr=0.30000000000000004|optim.min_lr=-0|"
                "optim.momentum=0.99999999999999989|optim.weight_decay=10|optim.beta1=0|"
@@ -619,11 +626,16 @@ static void t_model_hash_and_diff(void **state) {
     char diff[512];
     assert_int_equal(qt_config_defaults(&a), 0);
     assert_int_equal(qt_config_defaults(&b), 0);
-    /* The fingerprint is FNV-1a of the [model] block of the INI text... */
+    /* The fingerprint is FNV-1a of the [model] block of the INI text, without the keys added
+     * later while they are at their default... */
     char *text = qt_config_to_ini(&a);
     char *start = strstr(text, "[model]\n"), *end = strstr(start, "\n\n");
     assert_non_null(start);
     assert_non_null(end);
+    char *later = strstr(start, "crope_output = complex\n");
+    assert_true(later && later < end);
+    memmove(later, later + strlen("crope_output = complex\n"), strlen(later + 22) + 1);
+    end = strstr(start, "\n\n");
     uint64_t h = 14695981039346656037ull;
     for (char *p = start; p <= end; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
@@ -634,6 +646,11 @@ static void t_model_hash_and_diff(void **state) {
 
     set_ok(&b, "optim.lr=0.5");
     set_ok(&b, "run.steps=7");
+    assert_true(qt_config_model_hash(&a) == qt_config_model_hash(&b));
+    /* A later key away from its default does change it. */
+    set_ok(&b, "model.crope_output=real");
+    assert_true(qt_config_model_hash(&a) != qt_config_model_hash(&b));
+    set_ok(&b, "model.crope_output=complex");
     assert_true(qt_config_model_hash(&a) == qt_config_model_hash(&b));
     assert_int_equal(qt_config_model_diff(&a, &b, diff, sizeof diff), 0);
     assert_string_equal(diff, "");

@@ -90,8 +90,8 @@ static int parse_option(opts *o, const char *a, const char *v) {
 
 /* 0 parsed, 1 --help, -1 bad arguments (message printed). */
 static int parse_args(int argc, char **argv, opts *o) {
-    *o = (opts){.p = {.calib_batches = 16, .alpha = 0.5, .damp = 0.01, .quantize = -1,
-                      .log = stderr}};
+    *o = (opts){
+        .p = {.calib_batches = 16, .alpha = 0.5, .damp = 0.01, .quantize = -1, .log = stderr}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
@@ -134,8 +134,8 @@ static int run(opts *o, char *err) {
     qt_ckpt ck;
     if (qt_ckpt_read(o->ckpt, &ck, err, ERRLEN) != 0)
         return QT_EXIT_CKPT;
-    fprintf(stderr, "qat-ptq: %s (step %lld): %s to %s\n", o->ckpt, (long long)ck.step,
-            o->p.method, mx_format_name(o->p.format));
+    fprintf(stderr, "qat-ptq: %s (step %lld): %s to %s\n", o->ckpt, (long long)ck.step, o->p.method,
+            mx_format_name(o->p.format));
     qt_anchor_ckpt out;
     int rc = qt_ptq_run(&ck, o->ckpt, &o->p, &out, err, ERRLEN);
     qt_ckpt_free(&ck);

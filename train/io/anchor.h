@@ -81,9 +81,9 @@ int qt_anchor_from_train(qt_anchor_ckpt *a, const qt_ckpt *ck, const char *path,
 int qt_anchor_write(const char *path, const qt_anchor_ckpt *a, char *err, size_t errlen);
 
 /* Build *a from a checkpoint already read from path (ck is only read; everything is copied).
- * Accepts kinds anchor and ptq. Fails (-1, *a empty) when ck is a training checkpoint ("PATH: is a 'train' checkpoint, not an
- * anchor"), an attribute is missing or invalid, a tensor's parts disagree with its shape, or
- * a uint8 dataset is not a part of a quantized tensor. */
+ * Accepts kinds anchor and ptq. Fails (-1, *a empty) when ck is a training checkpoint ("PATH: is a
+ * 'train' checkpoint, not an anchor"), an attribute is missing or invalid, a tensor's parts
+ * disagree with its shape, or a uint8 dataset is not a part of a quantized tensor. */
 int qt_anchor_from_ckpt(qt_anchor_ckpt *a, const qt_ckpt *ck, const char *path, char *err,
                         size_t errlen);
 /* qt_ckpt_read + qt_anchor_from_ckpt. */

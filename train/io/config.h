@@ -37,6 +37,7 @@ typedef enum { QT_MODE_PRETRAIN = 0, QT_MODE_SFT, QT_MODE_GRPO } qt_run_mode;
 typedef enum { QT_NORM_LAYERNORM = 0, QT_NORM_RMSNORM } qt_norm;
 typedef enum { QT_POS_ROPE = 0, QT_POS_LEARNED } qt_positions;
 typedef enum { QT_ATTN_STANDARD = 0, QT_ATTN_CROPE } qt_attention;
+typedef enum { QT_CROPE_OUT_COMPLEX = 0, QT_CROPE_OUT_REAL } qt_crope_output;
 typedef enum { QT_OPT_ADAMW = 0, QT_OPT_SGD } qt_optimizer;
 typedef enum { QT_SCHED_COSINE = 0, QT_SCHED_LINEAR, QT_SCHED_CONSTANT } qt_schedule;
 typedef enum { QT_QUANT_NONE = 0, QT_QUANT_SINGLE, QT_QUANT_MULTI } qt_quant_mode;
@@ -59,6 +60,7 @@ typedef struct qt_config {
         qt_norm norm;
         qt_positions positions;
         qt_attention attention;
+        qt_crope_output crope_output;
         bool tie_embeddings;
     } model;
     struct {
@@ -147,6 +149,7 @@ const char *qt_run_mode_name(qt_run_mode m);
 const char *qt_norm_name(qt_norm n);
 const char *qt_positions_name(qt_positions p);
 const char *qt_attention_name(qt_attention a);
+const char *qt_crope_output_name(qt_crope_output o);
 const char *qt_optimizer_name(qt_optimizer o);
 
 /* Deep copy: *dst becomes an independent copy of *src with its own origin array. Whatever dst

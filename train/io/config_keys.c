@@ -11,8 +11,8 @@
 /* Enum values are stored through an int (config_value.c); the enums must be int-sized. */
 _Static_assert(sizeof(qt_run_mode) == sizeof(int) && sizeof(qt_norm) == sizeof(int) &&
                    sizeof(qt_positions) == sizeof(int) && sizeof(qt_attention) == sizeof(int) &&
-                   sizeof(qt_optimizer) == sizeof(int) && sizeof(qt_schedule) == sizeof(int) &&
-                   sizeof(qt_quant_mode) == sizeof(int) &&
+                   sizeof(qt_crope_output) == sizeof(int) && sizeof(qt_optimizer) == sizeof(int) &&
+                   sizeof(qt_schedule) == sizeof(int) && sizeof(qt_quant_mode) == sizeof(int) &&
                    sizeof(qt_quantize_what) == sizeof(int) && sizeof(qt_rounding) == sizeof(int) &&
                    sizeof(qt_ste) == sizeof(int) && sizeof(qt_anchor) == sizeof(int),
                "enum fields are stored as int");
@@ -22,6 +22,7 @@ static const char *const mode_names[] = {"pretrain", "sft", "grpo", NULL};
 static const char *const norm_names[] = {"layernorm", "rmsnorm", NULL};
 static const char *const pos_names[] = {"rope", "learned", NULL};
 static const char *const attn_names[] = {"standard", "crope", NULL};
+static const char *const crope_out_names[] = {"complex", "real", NULL};
 static const char *const opt_names[] = {"adamw", "sgd", NULL};
 static const char *const sched_names[] = {"cosine", "linear", "constant", NULL};
 static const char *const qmode_names[] = {"none", "single", "multi", NULL};
@@ -34,6 +35,7 @@ _Static_assert(QT_NNAMES(mode_names) == QT_MODE_GRPO + 1, "mode names");
 _Static_assert(QT_NNAMES(norm_names) == QT_NORM_RMSNORM + 1, "norm names");
 _Static_assert(QT_NNAMES(pos_names) == QT_POS_LEARNED + 1, "positions names");
 _Static_assert(QT_NNAMES(attn_names) == QT_ATTN_CROPE + 1, "attention names");
+_Static_assert(QT_NNAMES(crope_out_names) == QT_CROPE_OUT_REAL + 1, "crope_output names");
 _Static_assert(QT_NNAMES(opt_names) == QT_OPT_SGD + 1, "optimizer names");
 _Static_assert(QT_NNAMES(sched_names) == QT_SCHED_CONSTANT + 1, "schedule names");
 _Static_assert(QT_NNAMES(qmode_names) == QT_QUANT_MULTI + 1, "quant mode names");
@@ -54,6 +56,9 @@ const char *qt_positions_name(qt_positions p) {
 }
 const char *qt_attention_name(qt_attention a) {
     return enum_name(attn_names, QT_NNAMES(attn_names), (int)a);
+}
+const char *qt_crope_output_name(qt_crope_output o) {
+    return enum_name(crope_out_names, QT_NNAMES(crope_out_names), (int)o);
 }
 const char *qt_optimizer_name(qt_optimizer o) {
     return enum_name(opt_names, QT_NNAMES(opt_names), (int)o);
@@ -92,6 +97,12 @@ typedef char qt_path_field[QT_PATH_MAX];
     { #sec, #key, QT_KT_LIST, QT_FIELD(sec, key, qt_path_field), def, 0, 0, 0, 0, 0, NULL, desc }
 #define QT_ENUM(sec, key, T, names, def, desc)                                                     \
     { #sec, #key, QT_KT_ENUM, QT_FIELD(sec, key, T), def, 0, 0, 0, 0, 0, names, desc }
+/* A [model] enum added later: hashed into the model fingerprint only away from its default. */
+#define QT_ENUM_NEW(sec, key, T, names, def, desc)                                                 \
+    {                                                                                              \
+#sec, #key, QT_KT_ENUM, QT_FIELD(sec, key, T), def, 0, 0, 0, 0, QT_KEY_HASH_IF_SET, names, \
+            desc                                                                                   \
+    }
 
 #define QT_BIG 1000000000 /* 1e9: an upper bound for step counts that no run reaches */
 #define LO_OPEN QT_KEY_MIN_OPEN
@@ -120,7 +131,8 @@ const qt_key qt_cfg_keys[] = {
     QT_INT(model, vocab_size, "256", 256, 1048576, "vocabulary size V (byte tokens need 256)"),
     QT_ENUM(model, norm, qt_norm, norm_names, "layernorm", "normalisation layer"),
     QT_ENUM(model, positions, qt_positions, pos_names, "rope", "position encoding"),
-    QT_ENUM(model, attention, qt_attention, attn_names, "standard", "attention (crope: complex RoPE)"),
+    QT_ENUM(model, attention, qt_attention, attn_names, "standard", "attention: standard, or crope (complex-linear q,k,v: half the parameters; needs positions = rope)"),
+    QT_ENUM_NEW(model, crope_output, qt_crope_output, crope_out_names, "complex", "crope only: output projection complex-linear (2d² attention parameters) or real (2.5d²)"),
     QT_BOOL(model, tie_embeddings, "true", "output projection shares wte (no lm_head)"),
 
     QT_PATH(data, corpus, "/usr/share/games/fortunes", "text file, or directory of text files"),

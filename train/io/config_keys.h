@@ -23,6 +23,10 @@ typedef enum {
 
 #define QT_KEY_MIN_OPEN 1u /* dmin itself is out of range */
 #define QT_KEY_MAX_OPEN 2u /* dmax itself is out of range */
+/* A [model] key added after checkpoints were first written: it enters the model fingerprint only
+ * when it differs from its default, so that every earlier checkpoint keeps its fingerprint. Its
+ * default must be spelled the way qt_cfg_format prints the value (e.g. an enum name). */
+#define QT_KEY_HASH_IF_SET 4u
 
 typedef struct qt_key {
     const char *section, *name;
@@ -31,7 +35,7 @@ typedef struct qt_key {
     const char *def;            /* default, as INI text: parsed by the same code as a file value */
     int64_t imin, imax;         /* QT_KT_INT, QT_KT_I64 */
     double dmin, dmax;          /* QT_KT_DOUBLE */
-    unsigned flags;             /* QT_KEY_MIN_OPEN | QT_KEY_MAX_OPEN */
+    unsigned flags;             /* QT_KEY_MIN_OPEN | QT_KEY_MAX_OPEN | QT_KEY_HASH_IF_SET */
     const char *const *choices; /* QT_KT_ENUM: NULL-terminated, in enum order */
     const char *desc;           /* one line for --help-config */
 } qt_key;

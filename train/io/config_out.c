@@ -70,7 +70,8 @@ static void fnv1a(uint64_t *h, const char *s) {
 
 /* FNV-1a over the canonical [model] text exactly as qt_config_to_ini writes it ("[model]\n",
  * then "key = value\n" per key), fed piece by piece so that it needs no buffer and cannot fail.
- * Key names are hashed too: renaming or adding a [model] key changes every fingerprint. */
+ * Key names are hashed too: renaming a [model] key changes every fingerprint. Keys added later
+ * (QT_KEY_HASH_IF_SET) are left out while at their default, so earlier checkpoints still match. */
 uint64_t qt_config_model_hash(const qt_config *c) {
     uint64_t h = 14695981039346656037ull;
     char v[QT_VALUE_MAX];
@@ -79,6 +80,8 @@ uint64_t qt_config_model_hash(const qt_config *c) {
         if (strcmp(qt_cfg_keys[i].section, "model") != 0)
             continue;
         qt_cfg_format(c, (int)i, v, sizeof v);
+        if ((qt_cfg_keys[i].flags & QT_KEY_HASH_IF_SET) && strcmp(v, qt_cfg_keys[i].def) == 0)
+            continue;
         fnv1a(&h, qt_cfg_keys[i].name);
         fnv1a(&h, " = ");
         fnv1a(&h, v);

@@ -33,6 +33,16 @@ int qt_config_validate(const qt_config *c, char *err, size_t errlen) {
         return -1;
     }
     bool crope = c->model.attention == QT_ATTN_CROPE;
+    if (crope && c->model.positions != QT_POS_ROPE) {
+        describe(c, "model", "attention", a, sizeof a);
+        describe(c, "model", "positions", b, sizeof b);
+        snprintf(err, errlen,
+                 "%s rotates q and k by position itself (rotary positions); %s would add a second "
+                 "position encoding: set model.positions = rope",
+                 a, b);
+        return -1;
+    }
+    describe(c, "model", "d_model", a, sizeof a);
     if (crope && C % 2 != 0) {
         describe(c, "model", "attention", b, sizeof b);
         snprintf(err, errlen, "%s must be even for %s (it pairs dimensions as complex numbers)", a,

@@ -40,6 +40,23 @@ static ag_tensor *add(builder *b, bool decay, int ndim, int64_t d0, int64_t d1, 
     return t;
 }
 
+/* CRoPE's complex projections: real and imaginary planes [C/2, C/2] (DESIGN.md names). */
+static void crope_layout(builder *b, qt_block *k, int i) {
+    int64_t H = b->m->C / 2;
+    k->wq = add(b, true, 2, H, H, "h.%d.attn.wq.re", i);
+    k->wq_im = add(b, true, 2, H, H, "h.%d.attn.wq.im", i);
+    k->wk = add(b, true, 2, H, H, "h.%d.attn.wk.re", i);
+    k->wk_im = add(b, true, 2, H, H, "h.%d.attn.wk.im", i);
+    k->wv = add(b, true, 2, H, H, "h.%d.attn.wv.re", i);
+    k->wv_im = add(b, true, 2, H, H, "h.%d.attn.wv.im", i);
+    if (b->m->crope_real_out) {
+        k->wo = add(b, true, 2, 2 * H, 2 * H, "h.%d.attn.wo", i);
+    } else {
+        k->wo = add(b, true, 2, H, H, "h.%d.attn.wo.re", i);
+        k->wo_im = add(b, true, 2, H, H, "h.%d.attn.wo.im", i);
+    }
+}
+
 static void layout(builder *b) {
     qt_model *m = b->m;
     int64_t C = m->C, F = m->F, V = m->V, T = m->T;
@@ -50,10 +67,14 @@ static void layout(builder *b) {
         qt_block *k = &m->blocks[i];
         k->ln1_w = add(b, false, 1, C, 0, "h.%d.ln1.weight", i);
         k->ln1_b = ln ? add(b, false, 1, C, 0, "h.%d.ln1.bias", i) : NULL;
-        k->wq = add(b, true, 2, C, C, "h.%d.attn.wq", i);
-        k->wk = add(b, true, 2, C, C, "h.%d.attn.wk", i);
-        k->wv = add(b, true, 2, C, C, "h.%d.attn.wv", i);
-        k->wo = add(b, true, 2, C, C, "h.%d.attn.wo", i);
+        if (m->crope)
+            crope_layout(b, k, i);
+        else {
+            k->wq = add(b, true, 2, C, C, "h.%d.attn.wq", i);
+            k->wk = add(b, true, 2, C, C, "h.%d.attn.wk", i);
+            k->wv = add(b, true, 2, C, C, "h.%d.attn.wv", i);
+            k->wo = add(b, true, 2, C, C, "h.%d.attn.wo", i);
+        }
         k->ln2_w = add(b, false, 1, C, 0, "h.%d.ln2.weight", i);
         k->ln2_b = ln ? add(b, false, 1, C, 0, "h.%d.ln2.bias", i) : NULL;
         k->up = add(b, true, 2, F, C, "h.%d.mlp.up", i);
@@ -76,6 +97,8 @@ qt_model *qt_model_create(const qt_config *cfg, char *err, size_t errlen) {
     m->V = cfg->model.vocab_size;
     m->norm = cfg->model.norm;
     m->positions = cfg->model.positions;
+    m->crope = cfg->model.attention == QT_ATTN_CROPE;
+    m->crope_real_out = m->crope && cfg->model.crope_output == QT_CROPE_OUT_REAL;
     m->tied = cfg->model.tie_embeddings;
     m->blocks = calloc((size_t)m->L, sizeof *m->blocks);
     if (!m->blocks)
@@ -185,29 +208,45 @@ static ag_tensor *quant_input(qt_model *m, ag_tape *t, ag_tensor *x) {
     return ag_fakequant(t, x, &spec, -1);
 }
 
+/* A weight [out,in] as the step uses it: fake-quantized in the step's format along its input
+ * axis, unless it already holds quantized values. */
+static ag_tensor *qweight(qt_model *m, ag_tape *t, ag_tensor *w) {
+    const qt_quant *q = &m->quant;
+    if (q->format == MX_FP32 || q->weights_ready)
+        return w;
+    ag_fq_spec spec = {q->format, q->rounding, q->ste, q->weights_via};
+    return ag_fakequant(t, w, &spec, -1);
+}
+
 /* y = x·Wᵀ with W fake-quantized in the step's format (x already went through quant_input). */
 static ag_tensor *qlinear(qt_model *m, ag_tape *t, ag_tensor *x, ag_tensor *w) {
-    const qt_quant *q = &m->quant;
     if (m->observe && x)
         m->observe(m->observe_ctx, w, x);
-    if (q->format != MX_FP32 && !q->weights_ready) {
-        ag_fq_spec spec = {q->format, q->rounding, q->ste, q->weights_via};
-        w = ag_fakequant(t, w, &spec, -1);
-    }
-    return ag_linear(t, x, w);
+    return ag_linear(t, x, qweight(m, t, w));
+}
+
+/* A projection of the attention block: real (im NULL), or CRoPE's complex-linear map whose two
+ * planes are quantized each on its own. */
+static ag_tensor *project(qt_model *m, ag_tape *t, ag_tensor *x, ag_tensor *re, ag_tensor *im) {
+    if (!im)
+        return qlinear(m, t, x, re);
+    return ag_clinear(t, x, qweight(m, t, re), qweight(m, t, im));
 }
 
 static ag_tensor *attention(qt_model *m, ag_tape *t, qt_block *k, ag_tensor *h) {
     h = quant_input(m, t, h);
-    ag_tensor *q = qlinear(m, t, h, k->wq); /* (B,T,C) */
-    ag_tensor *kk = qlinear(m, t, h, k->wk);
-    ag_tensor *v = qlinear(m, t, h, k->wv);
+    ag_tensor *q = project(m, t, h, k->wq, k->wq_im); /* (B,T,C) */
+    ag_tensor *kk = project(m, t, h, k->wk, k->wk_im);
+    ag_tensor *v = project(m, t, h, k->wv, k->wv_im);
+    /* Under CRoPE (which requires rotary positions) this rotation is the complex one, q̃_j ←
+     * q̃_j·e^{i·pos·θ_j} on the interleaved pairs; the real dot product of the rotated vectors is
+     * Re(Σ conj(q̃_j) k̃_j), so softmax and the value mix need nothing new. */
     if (m->positions == QT_POS_ROPE) {
         q = ag_rope(t, q, m->NH, 0, ROPE_BASE);
         kk = ag_rope(t, kk, m->NH, 0, ROPE_BASE);
     }
     ag_tensor *a = quant_input(m, t, ag_attention(t, q, kk, v, m->NH));
-    return qlinear(m, t, a, k->wo);
+    return project(m, t, a, k->wo, k->wo_im);
 }
 
 ag_tensor *qt_model_logits(qt_model *m, ag_tape *t, const int32_t *x, int B, int T) {
@@ -241,7 +280,10 @@ size_t qt_model_attn_param_count(const qt_model *m) {
     size_t n = 0;
     for (int i = 0; i < m->L; i++) {
         const qt_block *k = &m->blocks[i];
-        n += k->wq->numel + k->wk->numel + k->wv->numel + k->wo->numel;
+        const ag_tensor *ts[8] = {k->wq,    k->wk,    k->wv,    k->wo,
+                                  k->wq_im, k->wk_im, k->wv_im, k->wo_im};
+        for (int j = 0; j < 8; j++)
+            n += ts[j] ? ts[j]->numel : 0;
     }
     return n;
 }

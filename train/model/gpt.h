@@ -4,7 +4,13 @@
  * Layout per block (pre-norm): x += wo·attn(rope(wq·ln1(x)), rope(wk·ln1(x)), wv·ln1(x));
  *                              x += down·gelu(up·ln2(x)).
  * Names and shapes follow ../shared/DESIGN.md: wte [V,C], wpe [T,C], h.{i}.ln1.weight [C], ...,
- * lm_head [V,C] (absent when tied). Matrices are [out, in], row-major. */
+ * lm_head [V,C] (absent when tied). Matrices are [out, in], row-major.
+ *
+ * CRoPE attention (model.attention = crope, docs/CROPE.md): q, k, v (and o unless
+ * crope_output = real) are complex-linear maps of the residual stream read as C/2 complex numbers
+ * (interleaved pairs), each stored as two real planes h.{i}.attn.wq.re / wq.im [C/2, C/2]; rope
+ * then is the complex rotation q̃_j·e^{i·pos·θ_j} itself. Each plane is fake-quantized on its own
+ * (blocks of 32 along its input axis), never the expanded real matrix. */
 #ifndef QAT_TRAIN_MODEL_GPT_H
 #define QAT_TRAIN_MODEL_GPT_H
 
@@ -24,8 +30,12 @@ typedef struct qt_param {
 } qt_param;
 
 typedef struct qt_block {
-    ag_tensor *ln1_w, *ln1_b, *wq, *wk, *wv, *wo, *ln2_w, *ln2_b, *up,
-        *down; /* ln*_b NULL for RMSNorm */
+    ag_tensor *ln1_w, *ln1_b; /* ln1_b NULL for RMSNorm */
+    /* Standard: [C,C] each. CRoPE: the real planes (wq.re ...) [C/2,C/2]; wo is [C,C] and
+     * wo_im NULL when crope_output = real. */
+    ag_tensor *wq, *wk, *wv, *wo;
+    ag_tensor *wq_im, *wk_im, *wv_im, *wo_im; /* CRoPE imaginary planes; NULL otherwise */
+    ag_tensor *ln2_w, *ln2_b, *up, *down;     /* ln2_b NULL for RMSNorm */
 } qt_block;
 
 /* Fake quantization applied to every linear layer during a forward pass (blocks of 32 along the
@@ -41,16 +51,19 @@ typedef struct qt_quant {
     bool head;             /* also the output projection (lm_head or tied wte) */
 } qt_quant;
 
-/* Calibration hook (qat-ptq): called by each linear layer that goes through qlinear (every block
- * matrix; the output projection only when quant.head) with its parameter w [out,in] — the model's
- * own tensor, before any weight quantization — and the input x [..., in] it multiplies (after
- * activation quantization, as the layer sees it). Read-only; x dies with the forward's arena. */
+/* Calibration hook (qat-ptq): called by each real linear layer that goes through qlinear (every
+ * block matrix but CRoPE's complex planes; the output projection only when quant.head) with its
+ * parameter w [out,in] — the model's own tensor, before any weight quantization — and the input x
+ * [..., in] it multiplies (after activation quantization, as the layer sees it). Read-only; x dies
+ * with the forward's arena. */
 typedef void (*qt_linear_observer)(void *ctx, const ag_tensor *w, const ag_tensor *x);
 
 typedef struct qt_model {
     int L, NH, C, F, T, V; /* layers, heads, width, MLP width, max sequence, vocabulary */
     qt_norm norm;
     qt_positions positions;
+    bool crope;          /* CRoPE attention */
+    bool crope_real_out; /* ... with a real output projection */
     bool tied;
     float *data, *grad; /* all parameters, then all gradients, contiguous */
     size_t n_floats;
@@ -58,7 +71,7 @@ typedef struct qt_model {
     size_t n_params;
     ag_tensor *wte, *wpe, *lnf_w, *lnf_b, *lm_head; /* wpe, lnf_b, lm_head may be NULL */
     qt_block *blocks;
-    qt_quant quant; /* used by the next forward passes; format MX_FP32 after create */
+    qt_quant quant;             /* used by the next forward passes; format MX_FP32 after create */
     qt_linear_observer observe; /* NULL (the default) or a calibration hook */
     void *observe_ctx;
 } qt_model;

@@ -22,10 +22,10 @@ typedef struct ptq_run {
     /* per parameter (model order): codes and scales of the quantized weights */
     uint8_t **codes, **scales;
     /* calibration observers' state */
-    float **absmax;           /* smoothing pass: per parameter, [in] or NULL */
-    const ag_tensor *h_of;    /* GPTQ pass: the weight whose input is measured */
-    ptq_hessian *hessian;     /* ... into this */
-    int observe_failed;       /* first ptq_status an observer met, 0 if none */
+    float **absmax;        /* smoothing pass: per parameter, [in] or NULL */
+    const ag_tensor *h_of; /* GPTQ pass: the weight whose input is measured */
+    ptq_hessian *hessian;  /* ... into this */
+    int observe_failed;    /* first ptq_status an observer met, 0 if none */
 } ptq_run;
 
 int qt_ptq_method_parse(const char *method, bool *smooth, bool *gptq) {
@@ -195,8 +195,8 @@ static int rtn_all(ptq_run *r, char *err, size_t errlen) {
             snprintf(err, errlen, "out of memory quantizing %s", p->name);
             return QT_EXIT_INTERNAL;
         }
-        ptq_rtn(p->t.data, (size_t)p->t.shape[0], (size_t)p->t.shape[1], r->o->format,
-                r->rounding, r->codes[pi], r->scales[pi], NULL);
+        ptq_rtn(p->t.data, (size_t)p->t.shape[0], (size_t)p->t.shape[1], r->o->format, r->rounding,
+                r->codes[pi], r->scales[pi], NULL);
     }
     progress(r, "rtn: every quantized weight rounded to the nearest grid value");
     return QT_EXIT_OK;
@@ -239,9 +239,8 @@ static int gptq_group(ptq_run *r, ag_tensor **ws, int n, const qt_quant *q, char
             goto done;
         }
         char why[256];
-        if (ptq_gptq(p->t.data, rows, cols, H, r->o->format,
-                     r->rounding, &go, r->codes[pi], r->scales[pi], p->t.data, &info, why,
-                     sizeof why) != 0) {
+        if (ptq_gptq(p->t.data, rows, cols, H, r->o->format, r->rounding, &go, r->codes[pi],
+                     r->scales[pi], p->t.data, &info, why, sizeof why) != 0) {
             snprintf(err, errlen, "GPTQ of %s failed: %s", p->name, why);
             rc = QT_EXIT_NUMERIC;
             goto done;
@@ -367,6 +366,13 @@ static int open_run(ptq_run *r, const qt_ckpt *ck, const char *path, char *err, 
     }
     if (qt_model_load_params(r->m, ck, path, err, errlen) != 0)
         return QT_EXIT_CKPT;
+    if (r->m->crope && (r->gptq || r->smooth)) {
+        snprintf(err, errlen,
+                 "%s: the model uses CRoPE attention (model.attention = crope), whose complex "
+                 "projections GPTQ and SmoothQuant do not handle here; use --method rtn",
+                 path);
+        return QT_EXIT_USAGE;
+    }
     const qt_config *c = &r->e.cfg;
     int what = r->o->quantize < 0 ? (int)c->quant.quantize : r->o->quantize;
     r->acts = what == QT_QUANTIZE_WEIGHTS_ACTS;

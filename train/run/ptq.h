@@ -5,8 +5,8 @@
  *
  * Calibration uses calib_batches batches of windows of the *training* split (data_val_batch over
  * split.train at evenly spaced batch indices: fixed, no RNG), never the validation batches the
- * result is judged on. With activation quantization on (the stored quant.quantize, or an override), the
- * calibration forward passes quantize activations in the target format, as evaluation will.
+ * result is judged on. With activation quantization on (the stored quant.quantize, or an override),
+ * the calibration forward passes quantize activations in the target format, as evaluation will.
  *
  * - SmoothQuant: one fp32 pass records the per-channel |x| maximum of every linear input; the
  *   inputs that follow a norm (q,k,v after ln1; up after ln2) are smoothed by
@@ -16,7 +16,9 @@
  * - GPTQ: "true sequential" within each block — groups {wq,wk,wv}, {wo}, {up}, {down} (and the
  *   output projection when quantize_head) are quantized in forward order, each from the Hessian
  *   of its input measured with every earlier group already quantized.
- * - RTN: MX round-to-nearest-even (or the stored quant.rounding) of each weight on its own. */
+ * - RTN: MX round-to-nearest-even (or the stored quant.rounding) of each weight on its own.
+ * CRoPE models (complex projections) take RTN only: GPTQ's Hessian and SmoothQuant's fold are
+ * written for real linear layers. */
 #ifndef QAT_TRAIN_RUN_PTQ_H
 #define QAT_TRAIN_RUN_PTQ_H
 
