@@ -43,5 +43,6 @@ int mxt_run_random(void);
 int mxt_run_sns(void);
 int mxt_run_pack(void);
 int mxt_run_ptq(void);
+int mxt_run_nf4(void);
 
 #endif
