@@ -73,6 +73,8 @@ typedef enum {
     AG_OP_CROSS_ENTROPY,
     AG_OP_FAKEQUANT,
     AG_OP_CLINEAR,
+    AG_OP_FROZEN_LINEAR,
+    AG_OP_DROPOUT,
     AG_OP_COUNT
 } ag_op;
 
@@ -145,6 +147,37 @@ ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *w);
  * tensors (e.g. fake-quantized parameters) and may be the same tensor. NULL if d is odd or a, b
  * are not both [D/2, d/2]. Results do not depend on the thread count. */
 ag_tensor *ag_clinear(ag_tape *t, ag_tensor *x, ag_tensor *a, ag_tensor *b);
+/* A frozen weight W [rows = out, cols = in] kept in whatever packed form its owner chose (NF4,
+ * MX, ...): autograd only ever sees rows of it through dequant_rows. */
+typedef struct ag_frozen {
+    int64_t rows, cols; /* W is [rows = out, cols = in] */
+    /* Dequantize rows [r0, r1) of W into out, row-major [r1 - r0, cols] float. Must be callable
+     * concurrently for disjoint ranges (the op calls it from its own OpenMP threads, with
+     * 0 <= r0 < r1 <= rows) and deterministic: the same row always gives the same floats. */
+    void (*dequant_rows)(const void *ctx, int64_t r0, int64_t r1, float *out);
+    const void *ctx;
+} ag_frozen;
+/* QLoRA's base layer: y[..., out] = x[..., in] · Wᵀ with W frozen (no gradient for W, ever; the
+ * node's only input is x). W is never materialised: it is dequantized a tile of rows at a time
+ * (256 rows, fewer when in > 4096) into at most two tiles of arena scratch, independent of out
+ * and of the thread count, and multiplied with gemm; backward computes dx only (dx += dy · W,
+ * dequantizing the tiles again into the same scratch). AG_F64 x (gradient checks) widens the
+ * dequantized floats to double. Results do not depend on the thread count. *w is copied, so it
+ * may be a stack variable, but w->ctx (the packed data) is kept: it must stay alive and
+ * unchanged until backward has run or the tape is reset, since backward calls dequant_rows
+ * again. A node is recorded only when x requires grad. NULL if x's last dim is not w->cols,
+ * w->rows or w->cols < 1, dequant_rows is NULL, or the arena is full. */
+ag_tensor *ag_frozen_linear(ag_tape *t, ag_tensor *x, const ag_frozen *w);
+/* Inverted dropout (LoRA dropout on the adapter input): y = x ⊙ m / (1 − p), computed as a
+ * division by q = 1 − p rounded to x's dtype, so kept elements are exactly x/q and dropped ones
+ * exactly +0. m_i ∈ {0,1} is Bernoulli(1 − p) from a counter-based hash of (seed, i), i the flat
+ * element index: the mask is reproducible, independent of the thread count and of the dtype, and
+ * is not stored (backward regenerates it: dx += dy ⊙ m / q). Callers give every call site and
+ * step its own seed (e.g. drawn from the run's dropout RNG stream). p = 0, or a tape that is not
+ * recording (inference), returns x itself: no copy, nothing recorded. NULL unless 0 <= p < 1.
+ * Note that ag_gradcheck evaluates its numerical side with recording off, so a numerical check
+ * through dropout must switch recording on in its build function. */
+ag_tensor *ag_dropout(ag_tape *t, ag_tensor *x, double p, uint64_t seed);
 /* a + b where b has a's shape or a's trailing dims (bias [C] or positions [T,C] broadcast). */
 ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b); /* elementwise, same shape */

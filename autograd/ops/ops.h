@@ -20,6 +20,8 @@ void ag_attention_backward(ag_node *n);
 void ag_cross_entropy_backward(ag_node *n);
 void ag_fakequant_backward(ag_node *n);
 void ag_clinear_backward(ag_node *n);
+void ag_frozen_linear_backward(ag_node *n);
+void ag_dropout_backward(ag_node *n);
 
 /* True when every non-NULL tensor among the first n shares a's dtype. */
 bool ag_dtypes_match(ag_tensor *a, ag_tensor **others, int n);

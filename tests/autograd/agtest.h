@@ -30,5 +30,7 @@ int agt_run_ops_nn(void);
 int agt_run_fakequant(void);
 int agt_run_fastmath(void);
 int agt_run_clinear(void);
+int agt_run_frozen_linear(void);
+int agt_run_dropout(void);
 
 #endif
