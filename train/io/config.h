@@ -45,6 +45,14 @@ typedef enum { QT_QUANTIZE_WEIGHTS = 0, QT_QUANTIZE_WEIGHTS_ACTS } qt_quantize_w
 typedef enum { QT_ROUND_EVEN = 0, QT_ROUND_NEAREST } qt_rounding; /* = mx_rounding */
 typedef enum { QT_STE_IDENTITY = 0, QT_STE_CLIPPED } qt_ste;      /* = ag_ste */
 typedef enum { QT_ANCHOR_MXINT8 = 0, QT_ANCHOR_MXFP8_E4M3, QT_ANCHOR_MXFP8_E5M2 } qt_anchor;
+typedef enum {
+    QT_LORA_BASE_NF4 = 0,
+    QT_LORA_BASE_MXINT4,
+    QT_LORA_BASE_MXFP4_E2M1,
+    QT_LORA_BASE_MXINT8,
+    QT_LORA_BASE_MXFP8_E4M3,
+    QT_LORA_BASE_FP32 /* plain LoRA: the frozen base stays float32 */
+} qt_lora_base;
 
 typedef struct qt_config {
     struct {
@@ -85,6 +93,16 @@ typedef struct qt_config {
         qt_anchor anchor;
         bool weights_via_anchor, quantize_head;
     } quant;
+    struct {
+        bool enabled;
+        char init_from[QT_PATH_MAX]; /* the base: a training checkpoint or an anchor */
+        qt_lora_base base_format;
+        bool double_quant;
+        int rank;
+        double alpha, dropout;
+        char targets[QT_PATH_MAX]; /* "all-linear" or a list of q,k,v,o,up,down */
+        bool rslora, train_norms;
+    } lora;
     /* Where each key's value came from, for error messages about combinations of keys:
      * "configs/x.ini:7", "--set", or "default". Indexed like the key table. */
     char (*origin)[QT_PATH_MAX + 16];
@@ -134,7 +152,8 @@ int qt_config_model_diff(const qt_config *a, const qt_config *b, char *diff, siz
  * enum. */
 const char *qt_schedule_name(qt_schedule s);
 const char *qt_quant_mode_name(qt_quant_mode m);
-const char *qt_anchor_name(qt_anchor a); /* "mxint8" | "mxfp8_e4m3" | "mxfp8_e5m2" */
+const char *qt_anchor_name(qt_anchor a);       /* "mxint8" | "mxfp8_e4m3" | "mxfp8_e5m2" */
+const char *qt_lora_base_name(qt_lora_base b); /* "nf4" | "mxint4" | ... */
 
 /* [quant] formats and format_weights, parsed: formats as mx_format values, weights normalised to
  * sum 1 ("uniform" = equal). Errors name the key, the bad item and where the key was set. */
@@ -145,6 +164,10 @@ typedef struct qt_format_set {
     double weights[QT_MAX_FORMATS];
 } qt_format_set;
 int qt_config_format_set(const qt_config *c, qt_format_set *out, char *err, size_t errlen);
+/* [lora] targets as a bit mask over QT_LORA_Q..QT_LORA_DOWN ("all-linear": all six). Returns 0, or
+ * -1 with a message naming the bad item (unknown layer, repeated layer). */
+enum { QT_LORA_Q = 0, QT_LORA_K, QT_LORA_V, QT_LORA_O, QT_LORA_UP, QT_LORA_DOWN, QT_LORA_NTARGETS };
+int qt_config_lora_targets(const qt_config *c, unsigned *mask, char *err, size_t errlen);
 const char *qt_run_mode_name(qt_run_mode m);
 const char *qt_norm_name(qt_norm n);
 const char *qt_positions_name(qt_positions p);

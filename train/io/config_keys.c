@@ -14,7 +14,8 @@ _Static_assert(sizeof(qt_run_mode) == sizeof(int) && sizeof(qt_norm) == sizeof(i
                    sizeof(qt_crope_output) == sizeof(int) && sizeof(qt_optimizer) == sizeof(int) &&
                    sizeof(qt_schedule) == sizeof(int) && sizeof(qt_quant_mode) == sizeof(int) &&
                    sizeof(qt_quantize_what) == sizeof(int) && sizeof(qt_rounding) == sizeof(int) &&
-                   sizeof(qt_ste) == sizeof(int) && sizeof(qt_anchor) == sizeof(int),
+                   sizeof(qt_ste) == sizeof(int) && sizeof(qt_anchor) == sizeof(int) &&
+                   sizeof(qt_lora_base) == sizeof(int),
                "enum fields are stored as int");
 
 /* Choice lists, in enum order, NULL-terminated; pinned to the enums' last value. */
@@ -30,6 +31,8 @@ static const char *const qwhat_names[] = {"weights", "weights+activations", NULL
 static const char *const round_names[] = {"even", "nearest", NULL};
 static const char *const ste_names[] = {"identity", "clipped", NULL};
 static const char *const anchor_names[] = {"mxint8", "mxfp8_e4m3", "mxfp8_e5m2", NULL};
+static const char *const lora_base_names[] = {"nf4",    "mxint4",     "mxfp4_e2m1", "mxint8",
+                                               "mxfp8_e4m3", "fp32", NULL};
 #define QT_NNAMES(a) (sizeof(a) / sizeof(a[0]) - 1)
 _Static_assert(QT_NNAMES(mode_names) == QT_MODE_GRPO + 1, "mode names");
 _Static_assert(QT_NNAMES(norm_names) == QT_NORM_RMSNORM + 1, "norm names");
@@ -43,6 +46,7 @@ _Static_assert(QT_NNAMES(qwhat_names) == QT_QUANTIZE_WEIGHTS_ACTS + 1, "quantize
 _Static_assert(QT_NNAMES(round_names) == QT_ROUND_NEAREST + 1, "rounding names");
 _Static_assert(QT_NNAMES(ste_names) == QT_STE_CLIPPED + 1, "ste names");
 _Static_assert(QT_NNAMES(anchor_names) == QT_ANCHOR_MXFP8_E5M2 + 1, "anchor names");
+_Static_assert(QT_NNAMES(lora_base_names) == QT_LORA_BASE_FP32 + 1, "lora base names");
 
 static const char *enum_name(const char *const *names, size_t n, int v) {
     return v >= 0 && (size_t)v < n ? names[v] : "?";
@@ -68,6 +72,9 @@ const char *qt_quant_mode_name(qt_quant_mode m) {
 }
 const char *qt_anchor_name(qt_anchor a) {
     return enum_name(anchor_names, QT_NNAMES(anchor_names), (int)a);
+}
+const char *qt_lora_base_name(qt_lora_base b) {
+    return enum_name(lora_base_names, QT_NNAMES(lora_base_names), (int)b);
 }
 const char *qt_schedule_name(qt_schedule s) {
     return enum_name(sched_names, QT_NNAMES(sched_names), (int)s);
@@ -161,6 +168,17 @@ const qt_key qt_cfg_keys[] = {
     QT_ENUM(quant, anchor, qt_anchor, anchor_names, "mxint8", "format of anchor.h5, the packed checkpoint lower formats are sliced from"),
     QT_BOOL(quant, weights_via_anchor, "false", "lower-format weights = Slice-and-Scale of the anchor-quantized weight"),
     QT_BOOL(quant, quantize_head, "false", "also fake-quantize the output projection (lm_head or tied wte)"),
+
+    QT_BOOL(lora, enabled, "false", "QLoRA: freeze the base (lora.init_from) packed in base_format and train low-rank adapters only"),
+    QT_PATH(lora, init_from, "", "the base: a training checkpoint or anchor with this [model] (required when enabled)"),
+    QT_ENUM(lora, base_format, qt_lora_base, lora_base_names, "nf4", "format the frozen base linear weights are kept in, packed (fp32: plain LoRA, for comparison)"),
+    QT_BOOL(lora, double_quant, "true", "nf4 only: 8-bit block absmax values (about 4.13 instead of 4.5 bits per weight)"),
+    QT_INT(lora, rank, "8", 1, 4096, "adapter rank r"),
+    QT_DBL(lora, alpha, "16", 0, 1e6, LO_OPEN, "adapter scale numerator: y = W x + (alpha/r)·B A x"),
+    QT_DBL(lora, dropout, "0.05", 0, 1, HI_OPEN, "dropout on the adapter input (training steps only)"),
+    QT_LIST(lora, targets, "all-linear", "layers with adapters: all-linear, or a list of q,k,v,o,up,down"),
+    QT_BOOL(lora, rslora, "false", "rank-stabilised scale alpha/sqrt(r) instead of alpha/r"),
+    QT_BOOL(lora, train_norms, "false", "also train the norm weights and biases (they are float32)"),
 };
 /* clang-format on */
 const size_t qt_cfg_nkeys = sizeof(qt_cfg_keys) / sizeof(qt_cfg_keys[0]);

@@ -1,4 +1,5 @@
-/* config_quant.c — the [quant] lists: format names and sampling weights, checked as a whole. */
+/* config_quant.c — the lists of [quant] (format names and sampling weights) and [lora] (adapter
+ * targets), each checked as a whole. */
 #include "train/io/config_keys.h"
 
 #include "quant/mx.h"
@@ -30,9 +31,13 @@ static int split_list(const char *s, char *buf, size_t buflen, char **items, int
     }
 }
 
-static const char *origin(const qt_config *c, const char *key) {
-    int idx = qt_cfg_find("quant", key);
+static const char *origin_of(const qt_config *c, const char *section, const char *key) {
+    int idx = qt_cfg_find(section, key);
     return c->origin && idx >= 0 ? c->origin[idx] : "?";
+}
+
+static const char *origin(const qt_config *c, const char *key) {
+    return origin_of(c, "quant", key);
 }
 
 int qt_config_format_set(const qt_config *c, qt_format_set *out, char *err, size_t errlen) {
@@ -95,5 +100,39 @@ int qt_config_format_set(const qt_config *c, qt_format_set *out, char *err, size
     }
     for (int i = 0; i < n; i++)
         out->weights[i] /= sum;
+    return 0;
+}
+
+int qt_config_lora_targets(const qt_config *c, unsigned *mask, char *err, size_t errlen) {
+    static const char *const names[QT_LORA_NTARGETS] = {"q", "k", "v", "o", "up", "down"};
+    char buf[QT_PATH_MAX], *items[QT_LORA_NTARGETS + 1];
+    *mask = 0;
+    if (strcmp(c->lora.targets, "all-linear") == 0) {
+        *mask = (1u << QT_LORA_NTARGETS) - 1;
+        return 0;
+    }
+    int n = split_list(c->lora.targets, buf, sizeof buf, items, QT_LORA_NTARGETS);
+    for (int i = 0; i < n; i++) {
+        int t = -1;
+        for (int k = 0; k < QT_LORA_NTARGETS; k++)
+            if (strcmp(items[i], names[k]) == 0)
+                t = k;
+        if (t < 0 || (*mask & (1u << t))) {
+            snprintf(err, errlen,
+                     "%s: [lora] targets: '%s' %s (expected all-linear, or a list of q, k, v, o, "
+                     "up, down)",
+                     origin_of(c, "lora", "targets"), items[i],
+                     t < 0 ? "is not a layer" : "is listed twice");
+            *mask = 0;
+            return -1;
+        }
+        *mask |= 1u << t;
+    }
+    if (n < 0) {
+        snprintf(err, errlen, "%s: [lora] targets: more than %d layers",
+                 origin_of(c, "lora", "targets"), QT_LORA_NTARGETS);
+        *mask = 0;
+        return -1;
+    }
     return 0;
 }

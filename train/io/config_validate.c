@@ -14,6 +14,41 @@ static void describe(const qt_config *c, const char *section, const char *key, c
     snprintf(buf, len, "%s.%s = %s (%s)", section, key, v, c->origin ? c->origin[idx] : "?");
 }
 
+/* [lora]: the list of targets, and what an enabled adapter run needs. */
+static int validate_lora(const qt_config *c, char *err, size_t errlen) {
+    unsigned targets;
+    char a[QT_PATH_MAX + 128], b[QT_PATH_MAX + 128];
+    if (qt_config_lora_targets(c, &targets, err, errlen) != 0)
+        return -1;
+    if (!c->lora.enabled)
+        return 0;
+    describe(c, "lora", "enabled", a, sizeof a);
+    if (!c->lora.init_from[0]) {
+        snprintf(err, errlen, "%s needs lora.init_from, the checkpoint or anchor of the base model",
+                 a);
+        return -1;
+    }
+    if (c->model.attention == QT_ATTN_CROPE) {
+        describe(c, "model", "attention", b, sizeof b);
+        snprintf(err, errlen, "%s is not supported with %s (adapters on complex projections)", a,
+                 b);
+        return -1;
+    }
+    if (c->run.init_from[0]) {
+        describe(c, "run", "init_from", b, sizeof b);
+        snprintf(err, errlen, "%s takes its weights from lora.init_from; %s must be empty", a, b);
+        return -1;
+    }
+    int small = c->model.d_model < c->model.d_ff ? c->model.d_model : c->model.d_ff;
+    if (c->lora.rank > small) {
+        describe(c, "lora", "rank", b, sizeof b);
+        snprintf(err, errlen, "%s is above the smallest layer dimension (%d): not low rank", b,
+                 small);
+        return -1;
+    }
+    return 0;
+}
+
 int qt_config_validate(const qt_config *c, char *err, size_t errlen) {
     /* Fields set by code rather than parsed text get the per-key checks too: every value must read
      * back through the parser (this also keeps the divisions below safe). */
@@ -59,6 +94,8 @@ int qt_config_validate(const qt_config *c, char *err, size_t errlen) {
     }
     qt_format_set fs;
     if (qt_config_format_set(c, &fs, err, errlen) != 0)
+        return -1;
+    if (validate_lora(c, err, errlen) != 0)
         return -1;
     if (c->optim.min_lr > c->optim.lr) {
         describe(c, "optim", "min_lr", a, sizeof a);

@@ -1,6 +1,8 @@
 /* gpt.c — GPT parameters and forward pass. */
 #include "train/model/gpt.h"
 
+#include "train/model/packed.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,8 +16,9 @@
  * assigns storage. `add` returns the tensor (NULL in the counting pass). */
 typedef struct builder {
     qt_model *m;
-    size_t n_params, n_floats;
+    size_t n_params, n_floats, n_slots;
     bool assign;
+    unsigned lora_targets; /* QLoRA: layers with adapters (bits QT_LORA_Q..), 0 otherwise */
 } builder;
 
 static ag_tensor *add(builder *b, bool decay, int ndim, int64_t d0, int64_t d1, const char *fmt,
@@ -57,9 +60,69 @@ static void crope_layout(builder *b, qt_block *k, int i) {
     }
 }
 
+/* QLoRA: a frozen linear layer [out, in] of block i — a slot, not a parameter — with adapters
+ * when it is a target. */
+static qt_lora_slot *lora_slot(builder *b, int which, int64_t out, int64_t in, const char *name,
+                               int i) {
+    qt_model *m = b->m;
+    qt_lora_slot *s = NULL;
+    char full[QT_NAME_MAX];
+    snprintf(full, sizeof full, name, i);
+    if (b->assign) {
+        s = &m->slots[b->n_slots];
+        snprintf(s->name, sizeof s->name, "%s", full);
+        s->rows = out;
+        s->cols = in;
+        s->frozen = (ag_frozen){.rows = out, .cols = in, .dequant_rows = qt_packed_dequant_rows};
+    }
+    b->n_slots++;
+    if (b->lora_targets & (1u << which)) {
+        ag_tensor *a = add(b, true, 2, m->lora_rank, in, "%s.lora_a", full);
+        ag_tensor *bb = add(b, true, 2, out, m->lora_rank, "%s.lora_b", full);
+        if (s) {
+            s->a = a;
+            s->b = bb;
+        }
+    }
+    return s;
+}
+
+static void lora_attention(builder *b, qt_block *k, int i) {
+    int64_t C = b->m->C;
+    k->lora[QT_LORA_Q] = lora_slot(b, QT_LORA_Q, C, C, "h.%d.attn.wq", i);
+    k->lora[QT_LORA_K] = lora_slot(b, QT_LORA_K, C, C, "h.%d.attn.wk", i);
+    k->lora[QT_LORA_V] = lora_slot(b, QT_LORA_V, C, C, "h.%d.attn.wv", i);
+    k->lora[QT_LORA_O] = lora_slot(b, QT_LORA_O, C, C, "h.%d.attn.wo", i);
+}
+
+static void attention_weights(builder *b, qt_block *k, int i) {
+    int64_t C = b->m->C;
+    if (b->m->lora_rank)
+        lora_attention(b, k, i);
+    else if (b->m->crope)
+        crope_layout(b, k, i);
+    else {
+        k->wq = add(b, true, 2, C, C, "h.%d.attn.wq", i);
+        k->wk = add(b, true, 2, C, C, "h.%d.attn.wk", i);
+        k->wv = add(b, true, 2, C, C, "h.%d.attn.wv", i);
+        k->wo = add(b, true, 2, C, C, "h.%d.attn.wo", i);
+    }
+}
+
+static void mlp_weights(builder *b, qt_block *k, int i) {
+    int64_t C = b->m->C, F = b->m->F;
+    if (b->m->lora_rank) {
+        k->lora[QT_LORA_UP] = lora_slot(b, QT_LORA_UP, F, C, "h.%d.mlp.up", i);
+        k->lora[QT_LORA_DOWN] = lora_slot(b, QT_LORA_DOWN, C, F, "h.%d.mlp.down", i);
+    } else {
+        k->up = add(b, true, 2, F, C, "h.%d.mlp.up", i);
+        k->down = add(b, true, 2, C, F, "h.%d.mlp.down", i);
+    }
+}
+
 static void layout(builder *b) {
     qt_model *m = b->m;
-    int64_t C = m->C, F = m->F, V = m->V, T = m->T;
+    int64_t C = m->C, V = m->V, T = m->T;
     bool ln = m->norm == QT_NORM_LAYERNORM;
     m->wte = add(b, true, 2, V, C, "wte");
     m->wpe = m->positions == QT_POS_LEARNED ? add(b, true, 2, T, C, "wpe") : NULL;
@@ -67,22 +130,42 @@ static void layout(builder *b) {
         qt_block *k = &m->blocks[i];
         k->ln1_w = add(b, false, 1, C, 0, "h.%d.ln1.weight", i);
         k->ln1_b = ln ? add(b, false, 1, C, 0, "h.%d.ln1.bias", i) : NULL;
-        if (m->crope)
-            crope_layout(b, k, i);
-        else {
-            k->wq = add(b, true, 2, C, C, "h.%d.attn.wq", i);
-            k->wk = add(b, true, 2, C, C, "h.%d.attn.wk", i);
-            k->wv = add(b, true, 2, C, C, "h.%d.attn.wv", i);
-            k->wo = add(b, true, 2, C, C, "h.%d.attn.wo", i);
-        }
+        attention_weights(b, k, i);
         k->ln2_w = add(b, false, 1, C, 0, "h.%d.ln2.weight", i);
         k->ln2_b = ln ? add(b, false, 1, C, 0, "h.%d.ln2.bias", i) : NULL;
-        k->up = add(b, true, 2, F, C, "h.%d.mlp.up", i);
-        k->down = add(b, true, 2, C, F, "h.%d.mlp.down", i);
+        mlp_weights(b, k, i);
     }
     m->lnf_w = add(b, false, 1, C, 0, "ln_f.weight");
     m->lnf_b = ln ? add(b, false, 1, C, 0, "ln_f.bias") : NULL;
     m->lm_head = m->tied ? NULL : add(b, true, 2, V, C, "lm_head");
+}
+
+/* QLoRA: rank, scale, dropout, base format and the slot array, before the layout passes. */
+static int lora_setup(qt_model *m, const qt_config *cfg, unsigned *targets, char *err,
+                      size_t errlen) {
+    if (qt_config_lora_targets(cfg, targets, err, errlen) != 0)
+        return -1;
+    m->lora_rank = cfg->lora.rank;
+    m->lora_scale =
+        cfg->lora.alpha / (cfg->lora.rslora ? sqrt((double)m->lora_rank) : (double)m->lora_rank);
+    m->lora_dropout = cfg->lora.dropout;
+    m->lora_base = cfg->lora.base_format;
+    m->lora_double_quant = cfg->lora.double_quant;
+    m->n_slots = (size_t)m->L * QT_LORA_NTARGETS;
+    if (!(m->slots = calloc(m->n_slots, sizeof *m->slots))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* QLoRA trains the adapters only (and the norms with lora.train_norms). */
+static void freeze(qt_model *m, bool train_norms) {
+    for (size_t i = 0; i < m->n_params; i++) {
+        qt_param *p = &m->params[i];
+        bool adapter = strstr(p->name, ".lora_a") || strstr(p->name, ".lora_b");
+        p->t.requires_grad = adapter || (train_norms && p->t.ndim == 1);
+    }
 }
 
 qt_model *qt_model_create(const qt_config *cfg, char *err, size_t errlen) {
@@ -103,7 +186,12 @@ qt_model *qt_model_create(const qt_config *cfg, char *err, size_t errlen) {
     m->blocks = calloc((size_t)m->L, sizeof *m->blocks);
     if (!m->blocks)
         goto oom;
-    builder count = {.m = m};
+    unsigned targets = 0;
+    if (cfg->lora.enabled && lora_setup(m, cfg, &targets, err, errlen) != 0) {
+        qt_model_free(m);
+        return NULL;
+    }
+    builder count = {.m = m, .lora_targets = targets};
     layout(&count);
     m->n_params = count.n_params;
     m->n_floats = count.n_floats;
@@ -112,8 +200,10 @@ qt_model *qt_model_create(const qt_config *cfg, char *err, size_t errlen) {
     m->grad = calloc(m->n_floats, sizeof(float));
     if (!m->params || !m->data || !m->grad)
         goto oom;
-    builder fill = {.m = m, .assign = true};
+    builder fill = {.m = m, .assign = true, .lora_targets = targets};
     layout(&fill);
+    if (m->lora_rank)
+        freeze(m, cfg->lora.train_norms);
     return m;
 oom:
     snprintf(err, errlen, "out of memory allocating the model (%d layers, d_model %d)",
@@ -125,6 +215,11 @@ oom:
 void qt_model_free(qt_model *m) {
     if (!m)
         return;
+    for (size_t i = 0; m->slots && i < m->n_slots; i++) {
+        qt_packed_free(m->slots[i].base);
+        free(m->slots[i].base);
+    }
+    free(m->slots);
     free(m->params);
     free(m->data);
     free(m->grad);
@@ -153,6 +248,11 @@ void qt_model_init(qt_model *m, double (*normal)(void *rng), void *rng) {
         qt_param *p = &m->params[i];
         if (p->t.ndim == 1) {
             fill_const(&p->t, strstr(p->name, ".bias") ? 0.0f : 1.0f);
+        } else if (strstr(p->name, ".lora_b")) {
+            fill_const(&p->t, 0.0f); /* adapters start as the identity update */
+        } else if (strstr(p->name, ".lora_a")) {
+            /* The variance of PEFT's kaiming_uniform(a=√5), U(±1/√in): 1/(3·in). */
+            fill_normal(&p->t, 1.0 / sqrt(3.0 * (double)p->t.shape[1]), normal, rng);
         } else {
             bool residual = strstr(p->name, ".attn.wo") || strstr(p->name, ".mlp.down");
             fill_normal(&p->t, residual ? resid : 0.02, normal, rng);
@@ -233,11 +333,44 @@ static ag_tensor *project(qt_model *m, ag_tape *t, ag_tensor *x, ag_tensor *re, 
     return ag_clinear(t, x, qweight(m, t, re), qweight(m, t, im));
 }
 
+/* QLoRA layer: the frozen base by tiles, plus the adapters' s·B·A·dropout(x) when it has them
+ * (fake-quantized like any linear layer under QAT). Dropout only on recorded (training) passes. */
+static ag_tensor *lora_linear(qt_model *m, ag_tape *t, ag_tensor *x, qt_lora_slot *s) {
+    ag_tensor *y = ag_frozen_linear(t, x, &s->frozen);
+    if (!s->a)
+        return y;
+    uint64_t seed = m->dropout_seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(s - m->slots + 1));
+    ag_tensor *xd = ag_dropout(t, x, ag_tape_recording(t) ? m->lora_dropout : 0.0, seed);
+    ag_tensor *u = quant_input(m, t, ag_linear(t, xd, qweight(m, t, s->a))); /* (.., r) */
+    return ag_add(t, y, ag_scale(t, ag_linear(t, u, qweight(m, t, s->b)), m->lora_scale));
+}
+
+/* Block k's linear layer `which` (QT_LORA_Q..QT_LORA_DOWN) applied to x: QLoRA slot, CRoPE
+ * complex projection or plain real weight. */
+static ag_tensor *block_linear(qt_model *m, ag_tape *t, ag_tensor *x, qt_block *k, int which) {
+    if (k->lora[which])
+        return lora_linear(m, t, x, k->lora[which]);
+    switch (which) {
+    case QT_LORA_Q:
+        return project(m, t, x, k->wq, k->wq_im);
+    case QT_LORA_K:
+        return project(m, t, x, k->wk, k->wk_im);
+    case QT_LORA_V:
+        return project(m, t, x, k->wv, k->wv_im);
+    case QT_LORA_O:
+        return project(m, t, x, k->wo, k->wo_im);
+    case QT_LORA_UP:
+        return qlinear(m, t, x, k->up);
+    default:
+        return qlinear(m, t, x, k->down);
+    }
+}
+
 static ag_tensor *attention(qt_model *m, ag_tape *t, qt_block *k, ag_tensor *h) {
     h = quant_input(m, t, h);
-    ag_tensor *q = project(m, t, h, k->wq, k->wq_im); /* (B,T,C) */
-    ag_tensor *kk = project(m, t, h, k->wk, k->wk_im);
-    ag_tensor *v = project(m, t, h, k->wv, k->wv_im);
+    ag_tensor *q = block_linear(m, t, h, k, QT_LORA_Q); /* (B,T,C) */
+    ag_tensor *kk = block_linear(m, t, h, k, QT_LORA_K);
+    ag_tensor *v = block_linear(m, t, h, k, QT_LORA_V);
     /* Under CRoPE (which requires rotary positions) this rotation is the complex one, q̃_j ←
      * q̃_j·e^{i·pos·θ_j} on the interleaved pairs; the real dot product of the rotated vectors is
      * Re(Σ conj(q̃_j) k̃_j), so softmax and the value mix need nothing new. */
@@ -246,7 +379,7 @@ static ag_tensor *attention(qt_model *m, ag_tape *t, qt_block *k, ag_tensor *h) 
         kk = ag_rope(t, kk, m->NH, 0, ROPE_BASE);
     }
     ag_tensor *a = quant_input(m, t, ag_attention(t, q, kk, v, m->NH));
-    return project(m, t, a, k->wo, k->wo_im);
+    return block_linear(m, t, a, k, QT_LORA_O);
 }
 
 ag_tensor *qt_model_logits(qt_model *m, ag_tape *t, const int32_t *x, int B, int T) {
@@ -259,8 +392,8 @@ ag_tensor *qt_model_logits(qt_model *m, ag_tape *t, const int32_t *x, int B, int
         qt_block *k = &m->blocks[i];
         h = ag_add(t, h, attention(m, t, k, norm(m, t, h, k->ln1_w, k->ln1_b)));
         ag_tensor *u = quant_input(m, t, norm(m, t, h, k->ln2_w, k->ln2_b));
-        u = quant_input(m, t, ag_gelu(t, qlinear(m, t, u, k->up)));
-        h = ag_add(t, h, qlinear(m, t, u, k->down));
+        u = quant_input(m, t, ag_gelu(t, block_linear(m, t, u, k, QT_LORA_UP)));
+        h = ag_add(t, h, block_linear(m, t, u, k, QT_LORA_DOWN));
     }
     h = norm(m, t, h, m->lnf_w, m->lnf_b);
     ag_tensor *head = m->lm_head ? m->lm_head : m->wte;
@@ -274,7 +407,7 @@ ag_tensor *qt_model_loss(qt_model *m, ag_tape *t, const int32_t *x, const int32_
     return ag_cross_entropy(t, qt_model_logits(m, t, x, B, T), y);
 }
 
-size_t qt_model_param_count(const qt_model *m) { return m->n_floats; }
+size_t qt_model_param_count(const qt_model *m) { return m->n_floats + qt_lora_base_count(m); }
 
 size_t qt_model_attn_param_count(const qt_model *m) {
     size_t n = 0;
@@ -284,6 +417,8 @@ size_t qt_model_attn_param_count(const qt_model *m) {
                                   k->wq_im, k->wk_im, k->wv_im, k->wo_im};
         for (int j = 0; j < 8; j++)
             n += ts[j] ? ts[j]->numel : 0;
+        for (int j = QT_LORA_Q; j <= QT_LORA_O; j++) /* QLoRA: the frozen base's weights */
+            n += k->lora[j] ? (size_t)(k->lora[j]->rows * k->lora[j]->cols) : 0;
     }
     return n;
 }

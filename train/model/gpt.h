@@ -29,6 +29,19 @@ typedef struct qt_param {
     bool decay;  /* weight decay applies (matrices and embeddings, not norms) */
 } qt_param;
 
+struct qt_packed; /* train/model/packed.h */
+
+/* QLoRA (lora.enabled, train/model/lora.c): one of a block's six linear layers. Its base weight
+ * is frozen and kept packed (qt_packed) — it is not a parameter and has no float copy; the
+ * adapters are parameters: y = W x + s·B·A·dropout(x), s = alpha/r (or alpha/√r). */
+typedef struct qt_lora_slot {
+    char name[QT_NAME_MAX]; /* the base weight's name, e.g. "h.0.attn.wq" */
+    int64_t rows, cols;     /* [out, in] */
+    struct qt_packed *base; /* NULL until qt_lora_set_base */
+    ag_frozen frozen;       /* ag_frozen_linear's view of base */
+    ag_tensor *a, *b;       /* "NAME.lora_a" [r, in], "NAME.lora_b" [out, r]; NULL: no adapter */
+} qt_lora_slot;
+
 typedef struct qt_block {
     ag_tensor *ln1_w, *ln1_b; /* ln1_b NULL for RMSNorm */
     /* Standard: [C,C] each. CRoPE: the real planes (wq.re ...) [C/2,C/2]; wo is [C,C] and
@@ -36,6 +49,9 @@ typedef struct qt_block {
     ag_tensor *wq, *wk, *wv, *wo;
     ag_tensor *wq_im, *wk_im, *wv_im, *wo_im; /* CRoPE imaginary planes; NULL otherwise */
     ag_tensor *ln2_w, *ln2_b, *up, *down;     /* ln2_b NULL for RMSNorm */
+    /* QLoRA: the slots of q, k, v, o, up, down (QT_LORA_Q..QT_LORA_DOWN); the float weights above
+     * are then NULL. NULL when LoRA is off. */
+    qt_lora_slot *lora[QT_LORA_NTARGETS];
 } qt_block;
 
 /* Fake quantization applied to every linear layer during a forward pass (blocks of 32 along the
@@ -74,6 +90,17 @@ typedef struct qt_model {
     qt_quant quant;             /* used by the next forward passes; format MX_FP32 after create */
     qt_linear_observer observe; /* NULL (the default) or a calibration hook */
     void *observe_ctx;
+    /* QLoRA (lora.enabled): L·6 slots, the adapters' scale and dropout. Frozen parameters (wte,
+     * wpe, lm_head, and the norms unless lora.train_norms) have requires_grad false. */
+    qt_lora_slot *slots;
+    size_t n_slots;
+    int lora_rank;
+    double lora_scale, lora_dropout;
+    qt_lora_base lora_base;
+    bool lora_double_quant;
+    /* Seed of the adapters' dropout masks for the next recorded forward pass (the training
+     * step draws it from the dropout RNG stream); each slot mixes in its own index. */
+    uint64_t dropout_seed;
 } qt_model;
 
 /* Allocate a model for cfg->model (parameters uninitialised). NULL with a message on failure. */
@@ -98,8 +125,25 @@ ag_tensor *qt_model_logits(qt_model *m, ag_tape *tape, const int32_t *x, int B, 
 ag_tensor *qt_model_loss(qt_model *m, ag_tape *tape, const int32_t *x, const int32_t *y, int B,
                          int T);
 
-/* Parameter count of the whole model, and of the attention projections alone. */
+/* Parameter count of the whole model, and of the attention projections alone (QLoRA: the frozen
+ * base weights included; qt_lora_trainable_count gives what trains). */
 size_t qt_model_param_count(const qt_model *m);
 size_t qt_model_attn_param_count(const qt_model *m);
+
+/* ---- QLoRA (lora.c) ---- */
+
+/* Quantize the float base weight w [rows, cols] of slot s into m's base format (packed). Returns
+ * 0, or -1 with a message (shape the format cannot hold, out of memory). */
+int qt_lora_set_base(qt_model *m, qt_lora_slot *s, const float *w, char *err, size_t errlen);
+qt_lora_slot *qt_lora_find(qt_model *m, const char *name); /* by base weight name */
+/* Weights in the frozen base, the bytes it holds packed, and the trainable parameter count. */
+size_t qt_lora_base_count(const qt_model *m);
+size_t qt_lora_base_bytes(const qt_model *m);
+size_t qt_lora_trainable_count(const qt_model *m);
+/* FNV-1a fingerprint of every packed base weight (format, shape and bytes), in slot order. */
+uint64_t qt_lora_base_hash(const qt_model *m);
+/* Dequantized base weight of slot s plus its adapter's s·B·A, into out [rows, cols]: the merged
+ * float weight (qat-merge). */
+void qt_lora_merged_weight(const qt_model *m, const qt_lora_slot *s, float *out);
 
 #endif

@@ -2,6 +2,7 @@
  * and the per-format rows: from an anchor by Slice-and-Scale, or by direct quantization. */
 #include "train/run/evaluate.h"
 
+#include "train/run/init.h"
 #include "train/run/progress.h"
 #include "train/run/train.h"
 
@@ -65,6 +66,12 @@ int qt_evaluator_open(qt_evaluator *e, const qt_eval_opts *o, char *err, size_t 
     rc = QT_EXIT_INTERNAL;
     if (!(e->model = qt_model_create(&e->cfg, err, errlen)))
         goto fail;
+    /* A QLoRA run's checkpoint holds the adapters only: its frozen base comes from lora.init_from.
+     */
+    if (e->cfg.lora.enabled && (rc = qt_lora_load_base(e->model, &e->cfg, e->cfg.lora.init_from,
+                                                       err, errlen)) != QT_EXIT_OK)
+        goto fail;
+    rc = QT_EXIT_INTERNAL;
     e->x = calloc((size_t)e->B * (size_t)e->T, sizeof *e->x);
     e->y = calloc((size_t)e->B * (size_t)e->T, sizeof *e->y);
     e->tape = ag_tape_create((size_t)64 << 20, 0, 1 << 14);

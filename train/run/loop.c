@@ -15,6 +15,9 @@ int qt_session_step(qt_session *s, double lr, int64_t debug_nan_at, qt_step_resu
     qt_quant q = qt_format_quant(&s->formats, r->format);
     qt_model_set_quant(s->model, &q);
     data_sampler_next(s->sampler, s->x, s->y);
+    /* One draw per step whatever the config, so the stream's position depends on the step count
+     * alone (resume stays bit-identical). */
+    s->model->dropout_seed = data_rng_next(&s->rng[DATA_STREAM_DROPOUT]);
     ag_tape_reset(s->tape);
     ag_tensor *loss = qt_model_loss(s->model, s->tape, s->x, s->y, s->B, s->T);
     if (!loss) {
@@ -36,7 +39,7 @@ int qt_session_step(qt_session *s, double lr, int64_t debug_nan_at, qt_step_resu
         fprintf(stderr, "\nqat-train: backward failed: %s\n", ag_tape_error(s->tape));
         return QT_EXIT_INTERNAL;
     }
-    r->grad_norm = opt_clip_grad_norm(s->oparams, s->model->n_params, s->cfg.optim.grad_clip);
+    r->grad_norm = opt_clip_grad_norm(s->oparams, s->n_oparams, s->cfg.optim.grad_clip);
     if (!isfinite(r->grad_norm)) {
         fprintf(stderr,
                 "\nqat-train: gradient norm is %g at step %lld; stopping (last good checkpoint: "
@@ -58,6 +61,17 @@ static void print_banner(const qt_session *s) {
             "qat-train: GPT %d layers, %d heads, d_model %d, d_ff %d, seq %d: %zu parameters "
             "(attention projections %zu)\n",
             m->L, m->NH, m->C, m->F, m->T, qt_model_param_count(m), qt_model_attn_param_count(m));
+    if (m->slots) {
+        const qt_config *c = &s->cfg;
+        size_t nb = qt_lora_base_count(m), bytes = qt_lora_base_bytes(m);
+        fprintf(stderr,
+                "qat-train: QLoRA: frozen base of %zu weights in %s, %.2f MB packed (%.3f "
+                "bits/weight) from %s; %zu trainable parameters (adapters rank %d on %s, scale "
+                "%g)\n",
+                nb, qt_lora_base_name(c->lora.base_format), (double)bytes / 1e6,
+                nb ? 8.0 * (double)bytes / (double)nb : 0.0, c->lora.init_from,
+                qt_lora_trainable_count(m), m->lora_rank, c->lora.targets, m->lora_scale);
+    }
     fprintf(stderr, "qat-train: %lld steps of %d x %d tokens, %s, lr %g, out_dir %s\n",
             (long long)s->cfg.run.steps, s->B, s->T, opt_kind_name((opt_kind)s->cfg.optim.name),
             s->cfg.optim.lr, s->cfg.run.out_dir);
@@ -112,6 +126,11 @@ static int run(qt_session *s, const qt_train_opts *o, FILE *metrics) {
         last_val = qt_session_eval(s, qt_format_eval(&s->formats));
     fprintf(stderr, "qat-train: done: %lld steps, final val_loss %.4f; checkpoint %s\n",
             (long long)s->step, last_val, s->last_ckpt);
+    if (c->quant.mode != QT_QUANT_NONE && s->model->slots) {
+        fprintf(stderr, "qat-train: no anchor.h5 for a QLoRA run: qat-merge folds the adapters "
+                        "into the base and writes one (--format mxint8)\n");
+        return QT_EXIT_OK;
+    }
     if (c->quant.mode != QT_QUANT_NONE)
         return qt_session_final_anchor(s);
     return QT_EXIT_OK;

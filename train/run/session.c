@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train/run/session.h"
 
+#include "train/run/init.h"
+
 #include "train/io/ckpt.h"
 
 #include <errno.h>
@@ -105,9 +107,12 @@ static int build_optimizer(qt_session *s, char *err) {
     s->oparams = calloc(m->n_params, sizeof *s->oparams);
     if (!s->oparams)
         return -1;
+    /* Frozen parameters (QLoRA) get no optimizer state and are never updated. */
     for (size_t i = 0; i < m->n_params; i++) {
         qt_param *p = &m->params[i];
-        s->oparams[i] = (opt_param){p->name, p->t.data, p->t.grad, p->t.numel, p->decay};
+        if (p->t.requires_grad)
+            s->oparams[s->n_oparams++] =
+                (opt_param){p->name, p->t.data, p->t.grad, p->t.numel, p->decay};
     }
     opt_config oc = opt_config_defaults((opt_kind)s->cfg.optim.name);
     oc.beta1 = s->cfg.optim.beta1;
@@ -115,7 +120,7 @@ static int build_optimizer(qt_session *s, char *err) {
     oc.eps = s->cfg.optim.eps;
     oc.weight_decay = s->cfg.optim.weight_decay;
     oc.momentum = s->cfg.optim.momentum;
-    s->opt = opt_create(&oc, s->oparams, m->n_params, err, ERRLEN);
+    s->opt = opt_create(&oc, s->oparams, s->n_oparams, err, ERRLEN);
     return s->opt ? 0 : -1;
 }
 
@@ -192,6 +197,13 @@ int qt_session_save(qt_session *s) {
                   .n_rngs = DATA_STREAM_COUNT,
                   .data_epoch = ds.epoch,
                   .data_cursor = ds.cursor};
+    qt_ckpt_attr base_attr;
+    if (m->slots) { /* which frozen base the adapters belong to (checked on resume) */
+        int64_t h = (int64_t)qt_lora_base_hash(m);
+        qt_ckpt_attr_ints(&base_attr, "", "lora_base_hash", &h, 1);
+        ck.attrs = &base_attr;
+        ck.n_attrs = 1;
+    }
     char path[sizeof s->last_ckpt];
     qt_ckpt_path(path, sizeof path, s->ckpt_dir, s->step);
     rc = QT_EXIT_CKPT;
@@ -238,9 +250,28 @@ static int check_compatible(const qt_session *s, const qt_ckpt *ck, const char *
     return rc;
 }
 
+/* QLoRA: the adapters only make sense on the very base they were trained on. */
+static int check_base(const qt_session *s, const qt_ckpt *ck, const char *path, char *err) {
+    if (!s->model->slots)
+        return 0;
+    const qt_ckpt_attr *a = qt_ckpt_find_attr(ck, "", "lora_base_hash");
+    if (!a || a->type != QT_CK_ATTR_INT || a->n != 1) {
+        snprintf(err, ERRLEN, "%s: holds no lora_base_hash: not a QLoRA checkpoint", path);
+        return -1;
+    }
+    if ((uint64_t)a->ints[0] != qt_lora_base_hash(s->model)) {
+        snprintf(err, ERRLEN,
+                 "%s: its adapters were trained on another base than lora.init_from = %s in "
+                 "lora.base_format = %s (base fingerprints differ)",
+                 path, s->cfg.lora.init_from, qt_lora_base_name(s->cfg.lora.base_format));
+        return -1;
+    }
+    return 0;
+}
+
 static int restore(qt_session *s, const qt_ckpt *ck, const char *path, char *err) {
     qt_model *m = s->model;
-    if (check_compatible(s, ck, path, err) != 0)
+    if (check_compatible(s, ck, path, err) != 0 || check_base(s, ck, path, err) != 0)
         return -1;
     for (size_t i = 0; i < m->n_params; i++) {
         qt_param *p = &m->params[i];
@@ -365,6 +396,10 @@ int qt_session_open(qt_session *s, const qt_train_opts *o) {
     if (!s->model)
         goto fail;
     qt_model_init(s->model, normal_cb, &s->rng[DATA_STREAM_INIT]);
+    if (s->cfg.lora.enabled && (rc = qt_lora_load_base(s->model, &s->cfg, s->cfg.lora.init_from,
+                                                       err, ERRLEN)) != QT_EXIT_OK)
+        goto fail;
+    rc = QT_EXIT_INTERNAL;
     if (build_optimizer(s, err) != 0)
         goto fail;
     /* Before a resume, which then overwrites these weights with the checkpoint's own. */

@@ -18,7 +18,8 @@ typedef struct qt_session {
     data_corpus corpus;
     data_split split;
     qt_model *model;
-    opt_param *oparams; /* one per model parameter */
+    opt_param *oparams; /* one per trainable parameter (QLoRA: adapters, maybe norms) */
+    size_t n_oparams;
     opt_optimizer *opt;
     data_sampler *sampler;
     data_rng rng[DATA_STREAM_COUNT];
