@@ -159,9 +159,10 @@ typedef struct ag_frozen {
 } ag_frozen;
 /* QLoRA's base layer: y[..., out] = x[..., in] · Wᵀ with W frozen (no gradient for W, ever; the
  * node's only input is x). W is never materialised: it is dequantized a tile of rows at a time
- * (256 rows, fewer when in > 4096) into at most two tiles of arena scratch, independent of out
- * and of the thread count, and multiplied with gemm; backward computes dx only (dx += dy · W,
- * dequantizing the tiles again into the same scratch). AG_F64 x (gradient checks) widens the
+ * (256 rows, fewer when in > 4096) into at most two tiles of the tape's shared scratch
+ * (ag_tape_shared: one buffer for all frozen layers of a step), independent of out and of the
+ * thread count, and multiplied with gemm; backward computes dx only (dx += dy · W, dequantizing
+ * the tiles again). AG_F64 x (gradient checks) widens the
  * dequantized floats to double. Results do not depend on the thread count. *w is copied, so it
  * may be a stack variable, but w->ctx (the packed data) is kept: it must stay alive and
  * unchanged until backward has run or the tape is reset, since backward calls dequant_rows
@@ -247,6 +248,12 @@ ag_tensor *ag_op_output(ag_tape *t, ag_dtype d, int ndim, const int64_t *shape, 
 /* Record a node (no-op when not recording or no input needs grad). Returns NULL on failure. */
 ag_node *ag_record(ag_tape *t, ag_op op, ag_tensor *out, ag_tensor **in, int n_in);
 void *ag_tape_alloc(ag_tape *t, size_t bytes); /* arena allocation attributed to the tape */
+/* One scratch buffer shared by every op of the tape, outside the arena, 64-byte aligned: its
+ * contents live only within one forward or backward call. A forward asks for what it and its
+ * backward will need (the buffer grows, so mallocs happen only while a step first reaches its
+ * largest op); backward asks for 0 and gets the current buffer. It may move when it grows: keep
+ * offsets into it, not pointers. NULL when growing fails (ag_tape_error says so). */
+void *ag_tape_shared(ag_tape *t, size_t bytes);
 ag_backward_fn ag_op_backward(ag_op op);
 
 #endif

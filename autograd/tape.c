@@ -11,6 +11,8 @@ struct ag_tape {
     size_t n, cap;
     bool recording;
     char err[160];
+    void *shared; /* ag_tape_shared: one scratch buffer for every op, outside the arena */
+    size_t shared_cap;
 };
 
 ag_tape *ag_tape_create(size_t arena_initial, size_t arena_limit, size_t max_nodes) {
@@ -33,7 +35,23 @@ void ag_tape_free(ag_tape *t) {
         return;
     ag_arena_free(t->arena);
     free(t->nodes);
+    free(t->shared);
     free(t);
+}
+
+void *ag_tape_shared(ag_tape *t, size_t bytes) {
+    if (bytes <= t->shared_cap)
+        return t->shared;
+    size_t cap = (bytes + 63) / 64 * 64; /* aligned_alloc wants a multiple of the alignment */
+    void *p = aligned_alloc(64, cap);
+    if (!p) {
+        snprintf(t->err, sizeof t->err, "out of memory for %zu bytes of shared op scratch", cap);
+        return NULL;
+    }
+    free(t->shared);
+    t->shared = p;
+    t->shared_cap = cap;
+    return p;
 }
 
 void ag_tape_reset(ag_tape *t) {

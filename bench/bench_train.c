@@ -16,12 +16,13 @@
  *
  * The last line of stdout is machine-readable (bench/compare.sh parses it):
  *   RESULT impl=qat threads=.. ms_median=.. ms_mean=.. tokens_per_s=.. cpu_ms_per_step=..
- *          gflop_step=.. gflops=.. sgemm_gflops=.. cpu_use=..
+ *          gflop_step=.. gflops=.. sgemm_gflops=.. cpu_use=.. peak_rss_mib=..
  */
 #define _POSIX_C_SOURCE 200809L
 #include "autograd/ag.h"
 #include "optim/opt.h"
 #include "train/model/gpt.h"
+#include "train/run/progress.h"
 #include "train/run/session.h"
 
 #include <cblas.h>
@@ -646,6 +647,13 @@ int main(int argc, char **argv) {
                c->quant.quantize == QT_QUANTIZE_WEIGHTS_ACTS ? "weights+activations" : "weights");
     printf("parameters %zu (matmul weights incl. LM head %.0f); tokens/step %.0f\n",
            qt_model_param_count(m), fl.mm_params, tokens);
+    if (m->slots) {
+        printf("QLoRA: frozen base in %s, %.1f MB packed; %zu trainable parameters; no per-op "
+               "breakdown (the profiled copy of the step covers plain models only)\n",
+               qt_lora_base_name(c->lora.base_format), (double)qt_lora_base_bytes(m) / 1e6,
+               qt_lora_trainable_count(m));
+        do_profile = false;
+    }
 
     ms = calloc((size_t)steps, sizeof *ms);
     phs = calloc((size_t)steps, sizeof *phs);
@@ -803,9 +811,10 @@ int main(int argc, char **argv) {
     }
     print_loadavg("end");
     printf("RESULT impl=qat threads=%d B=%d T=%d ms_median=%.2f ms_mean=%.2f tokens_per_s=%.1f "
-           "cpu_ms_per_step=%.1f gflop_step=%.3f gflops=%.2f sgemm_gflops=%.2f cpu_use=%.2f\n",
+           "cpu_ms_per_step=%.1f gflop_step=%.3f gflops=%.2f sgemm_gflops=%.2f cpu_use=%.2f "
+           "peak_rss_mib=%.1f\n",
            nt, B, T, st.median, st.mean, tokens / (st.median * 1e-3), 1e3 * cpu / steps,
-           fl.total * 1e-9, gflops, sg, cpu / wall);
+           fl.total * 1e-9, gflops, sg, cpu / wall, qt_peak_rss_mb());
     rc = 0;
 out:
     if (open)

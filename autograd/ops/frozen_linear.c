@@ -1,6 +1,6 @@
 /* frozen_linear.c — y[..., out] = x[..., in]·Wᵀ with W frozen and kept packed (QLoRA's base
  * layer). autograd never learns the format: it gets rows of W as floats from the descriptor's
- * dequant_rows callback, a tile of rows at a time, into arena scratch.
+ * dequant_rows callback, a tile of rows at a time, into the tape's shared scratch.
  *
  * How: W's rows are cut into tiles of tr rows. A pass (forward y = x·Wᵀ, or backward dx += dy·W)
  * walks the tiles in order with two tile buffers: step k dequantizes tile k into one buffer while
@@ -51,10 +51,13 @@
 
 /* What one call keeps (arena): forward fills it, backward reuses it. */
 typedef struct frz_ctx {
-    ag_frozen w;  /* the caller's descriptor, copied (w.ctx still points at the caller's data) */
-    void *buf[2]; /* two tiles (tr, IC) of the tensor's dtype */
-    float *stage; /* AG_F64: one float tile (tr, IC) for the callback to write; NULL for AG_F32 */
-    int64_t tr;   /* rows of W per tile */
+    ag_frozen w;   /* the caller's descriptor, copied (w.ctx still points at the caller's data) */
+    void *buf[2];  /* two tiles (tr, IC) of the tensor's dtype, in the tape's shared scratch */
+    float *stage;  /* AG_F64: one float tile (tr, IC) for the callback to write; NULL for AG_F32 */
+    ag_tape *tape; /* whose shared scratch holds the tiles (set again before each pass) */
+    size_t off[3], bytes; /* offsets of buf[0], buf[1], stage in it; bytes needed */
+    bool two, f64;        /* a second tile buffer; a float staging tile */
+    int64_t tr;           /* rows of W per tile */
 } frz_ctx;
 
 /* One pass over the tiles. */
@@ -72,6 +75,14 @@ typedef struct frz_split {
 } frz_split;
 
 static inline int64_t frz_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Point the tile buffers into the tape's shared scratch, which may have moved since forward. */
+static void frz_bind(frz_ctx *c) {
+    char *base = ag_tape_shared(c->tape, 0);
+    c->buf[0] = base + c->off[0];
+    c->buf[1] = c->two ? base + c->off[1] : NULL;
+    c->stage = c->f64 ? (float *)(base + c->off[2]) : NULL;
+}
 
 static int64_t frz_tile_rows(int64_t OC, int64_t IC) {
     int64_t tr = AG_FRZ_TILE_BYTES / (IC * (int64_t)sizeof(float));
@@ -187,16 +198,23 @@ ag_tensor *ag_frozen_linear(ag_tape *t, ag_tensor *x, const ag_frozen *w) {
         return NULL;
     c->w = *w;
     c->tr = frz_tile_rows(OC, IC);
+    /* The tiles live in the tape's shared scratch, not the arena: every frozen layer of a step
+     * reuses the same few MiB instead of each keeping its own until the tape is reset. */
     size_t tile = (size_t)c->tr * (size_t)IC, es = ag_dtype_size(x->dtype);
-    bool two = OC > c->tr; /* one tile needs no second buffer */
-    c->buf[0] = ag_tape_alloc(t, tile * es);
-    c->buf[1] = two ? ag_tape_alloc(t, tile * es) : NULL;
-    c->stage = x->dtype == AG_F64 ? ag_tape_alloc(t, tile * sizeof(float)) : NULL;
-    if (!c->buf[0] || (two && !c->buf[1]) || (x->dtype == AG_F64 && !c->stage))
+    size_t tb = (tile * es + 63) / 64 * 64;
+    c->two = OC > c->tr; /* one tile needs no second buffer */
+    c->f64 = x->dtype == AG_F64;
+    c->tape = t;
+    c->off[0] = 0;
+    c->off[1] = tb;
+    c->off[2] = c->two ? 2 * tb : tb;
+    c->bytes = c->off[2] + (c->f64 ? tile * sizeof(float) : 0);
+    if (!ag_tape_shared(t, c->bytes))
         return NULL;
+    frz_bind(c);
     frz_pass p = {.c = c, .in = x->data, .out = y->data, .R = R, .IC = IC, .OC = OC};
     frz_run(&p, x->dtype);
-    /* A node only when x needs a gradient (W never does); the tiles stay reserved for it. */
+    /* A node only when x needs a gradient (W never does); backward re-binds the tiles. */
     ag_node *n = ag_record(t, AG_OP_FROZEN_LINEAR, y, in, 1);
     if (n)
         n->ctx = c;
@@ -209,7 +227,9 @@ void ag_frozen_linear_backward(ag_node *n) {
     ag_tensor *x = n->in[0], *y = n->out;
     if (!x->requires_grad)
         return;
-    frz_pass p = {.c = n->ctx,
+    frz_ctx *c = n->ctx;
+    frz_bind(c);
+    frz_pass p = {.c = c,
                   .in = y->grad,
                   .out = x->grad,
                   .R = lead_rows(x),

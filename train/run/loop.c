@@ -124,8 +124,9 @@ static int run(qt_session *s, const qt_train_opts *o, FILE *metrics) {
     }
     if (isnan(last_val))
         last_val = qt_session_eval(s, qt_format_eval(&s->formats));
-    fprintf(stderr, "qat-train: done: %lld steps, final val_loss %.4f; checkpoint %s\n",
-            (long long)s->step, last_val, s->last_ckpt);
+    fprintf(stderr,
+            "qat-train: done: %lld steps, final val_loss %.4f; checkpoint %s; peak RSS %.0f MiB\n",
+            (long long)s->step, last_val, s->last_ckpt, qt_peak_rss_mb());
     if (c->quant.mode != QT_QUANT_NONE && s->model->slots) {
         fprintf(stderr, "qat-train: no anchor.h5 for a QLoRA run: qat-merge folds the adapters "
                         "into the base and writes one (--format mxint8)\n");

@@ -3,8 +3,16 @@
 #include "train/run/progress.h"
 
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+double qt_peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
 
 double qt_now(void) {
     struct timespec ts;

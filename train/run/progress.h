@@ -15,7 +15,8 @@ typedef struct qt_progress {
     bool drawn; /* a partial line is on screen */
 } qt_progress;
 
-double qt_now(void); /* monotonic seconds */
+double qt_now(void);         /* monotonic seconds */
+double qt_peak_rss_mb(void); /* the process's peak resident set so far, MiB (0 if unknown) */
 
 void qt_progress_init(qt_progress *p, FILE *out, int64_t first_step, int64_t total_steps,
                       int64_t log_every);
