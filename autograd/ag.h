@@ -75,6 +75,7 @@ typedef enum {
     AG_OP_CLINEAR,
     AG_OP_FROZEN_LINEAR,
     AG_OP_DROPOUT,
+    AG_OP_LORA_LINEAR,
     AG_OP_COUNT
 } ag_op;
 
@@ -179,6 +180,22 @@ ag_tensor *ag_frozen_linear(ag_tape *t, ag_tensor *x, const ag_frozen *w);
  * Note that ag_gradcheck evaluates its numerical side with recording off, so a numerical check
  * through dropout must switch recording on in its build function. */
 ag_tensor *ag_dropout(ag_tape *t, ag_tensor *x, double p, uint64_t seed);
+/* QLoRA layer in one node: y = x·Wᵀ + s·(drop(x)·Aᵀ)·Bᵀ, W frozen packed (ag_frozen, tile by
+ * tile as ag_frozen_linear), A [r, in], B [out, r] trainable, drop = ag_dropout's mask for
+ * (p, seed) — p = 0 or a non-recording tape: no dropout. Saves only u = drop(x)·Aᵀ [R, r];
+ * backward regenerates the mask. Gradients: dx (through W and the adapter), dA, dB.
+ * It equals ag_add(ag_frozen_linear(x, w), ag_scale(ag_linear(ag_linear(ag_dropout(x, p, seed),
+ * a), b), s)) up to rounding, and its base part is ag_frozen_linear's bit for bit (so B = 0, the
+ * usual initialisation, gives exactly ag_frozen_linear's y), but it keeps only y and u in the
+ * arena instead of five [R, out] or [R, in] activations (and their gradients): drop(x) and
+ * du·A exist only transiently, as [R, in] temporaries in the tape's shared scratch next to W's
+ * tiles. Results do not depend on the thread count. *w is copied; w->ctx, a and b must stay
+ * alive and unchanged until backward has run or the tape is reset. A node (inputs x, a, b) is
+ * recorded only when some input requires grad. NULL if an input is NULL, x's last dim is not
+ * w->cols, a is not [r, in] or b not [out, r] with r >= 1, dtypes differ, w is invalid (as for
+ * ag_frozen_linear), p is not in [0, 1), or the arena or tape is full. */
+ag_tensor *ag_lora_linear(ag_tape *t, ag_tensor *x, const ag_frozen *w, ag_tensor *a, ag_tensor *b,
+                          double s, double p, uint64_t seed);
 /* a + b where b has a's shape or a's trailing dims (bias [C] or positions [T,C] broadcast). */
 ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b); /* elementwise, same shape */

@@ -10,7 +10,8 @@
  * thr = round((1 − p)·2³²), at most 2³² − 1: keep probability thr/2³², within 2⁻³² of 1 − p.
  * One 64-bit hash per pair of elements: the 64-bit multiplies are most
  * of the cost on AVX2 (no vector 64-bit multiply), and halving them measured 35% faster than one
- * hash per element. */
+ * hash per element. The mask kernel (ag_drop_apply_*, ops.h) takes any stretch of the index
+ * space, so lora_linear.c regenerates this very mask block by block inside its own fused node. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -18,6 +19,8 @@
 
 /* Below this many elements the op runs on one thread: a team costs more than the pass. */
 #define AG_DROPOUT_PAR_MIN 32768
+/* Threads share the tensor in chunks of this many elements (even: no pair is cut). */
+#define AG_DROPOUT_CHUNK ((size_t)8192)
 
 #define AG_DROPOUT_GAMMA 0x9E3779B97F4A7C15ull /* splitmix64's increment: 2⁶⁴/φ, odd */
 
@@ -51,14 +54,17 @@ static uint32_t drop_threshold(double p) {
     return thr >= 4294967295.0 ? UINT32_MAX : (uint32_t)thr;
 }
 
+ag_drop_mask ag_drop_mask_of(double p, uint64_t seed) {
+    return (ag_drop_mask){.key = drop_mix(seed), .thr = drop_threshold(p), .p = p};
+}
+
 static void drop_run(const ag_tensor *x, const void *src, void *dst, double p, uint64_t seed,
-                     int accumulate) {
-    uint64_t key = drop_mix(seed);
-    uint32_t thr = drop_threshold(p);
+                     bool accumulate) {
+    ag_drop_mask m = ag_drop_mask_of(p, seed);
     if (x->dtype == AG_F32)
-        dropout_apply_f32(src, dst, x->numel, key, thr, (float)(1.0 - p), accumulate);
+        dropout_apply_f32(src, dst, x->numel, &m, accumulate);
     else
-        dropout_apply_f64(src, dst, x->numel, key, thr, 1.0 - p, accumulate);
+        dropout_apply_f64(src, dst, x->numel, &m, accumulate);
 }
 
 ag_tensor *ag_dropout(ag_tape *t, ag_tensor *x, double p, uint64_t seed) {
@@ -72,7 +78,7 @@ ag_tensor *ag_dropout(ag_tape *t, ag_tensor *x, double p, uint64_t seed) {
     ag_tensor *y = ag_op_output(t, x->dtype, x->ndim, x->shape, in, 1);
     if (!y)
         return NULL;
-    drop_run(x, x->data, y->data, p, seed, 0);
+    drop_run(x, x->data, y->data, p, seed, false);
     ag_node *n = ag_record(t, AG_OP_DROPOUT, y, in, 1);
     if (n) {
         n->f[0] = p;
@@ -87,5 +93,5 @@ void ag_dropout_backward(ag_node *n) {
         return;
     uint64_t seed;
     memcpy(&seed, &n->i[0], sizeof seed);
-    drop_run(x, y->grad, x->grad, n->f[0], seed, 1);
+    drop_run(x, y->grad, x->grad, n->f[0], seed, true);
 }

@@ -16,7 +16,8 @@
  * itself (the dequantization then runs once per thread). Memory: two tiles of
  * min(out, AG_FRZ_TILE_ROWS) rows (one when a single tile holds W), plus a float staging tile for
  * AG_F64, reserved by forward and reused by backward, which never allocates; independent of the
- * thread count, and of out once out passes one tile. */
+ * thread count, and of out once out passes one tile. The engine (ag_frz_*, ops.h) also serves
+ * lora_linear.c, whose fused QLoRA node contains this very product. */
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
@@ -49,8 +50,8 @@
 #define AG_FRZ_MIN_ITEMS 4
 #define AG_FRZ_MIN_COLS 64
 
-/* What one call keeps (arena): forward fills it, backward reuses it. */
-typedef struct frz_ctx {
+/* What one call keeps (arena): forward fills it, backward reuses it (ag_frz in ops.h). */
+typedef struct ag_frz {
     ag_frozen w;   /* the caller's descriptor, copied (w.ctx still points at the caller's data) */
     void *buf[2];  /* two tiles (tr, IC) of the tensor's dtype, in the tape's shared scratch */
     float *stage;  /* AG_F64: one float tile (tr, IC) for the callback to write; NULL for AG_F32 */
@@ -179,19 +180,12 @@ static int64_t lead_rows(const ag_tensor *x) {
     return r;
 }
 
-ag_tensor *ag_frozen_linear(ag_tape *t, ag_tensor *x, const ag_frozen *w) {
+ag_frz *ag_frz_new(ag_tape *t, const ag_tensor *x, const ag_frozen *w) {
     if (!x || !w || !w->dequant_rows || w->rows < 1 || w->cols < 1 || x->ndim < 1)
         return NULL;
     /* x is (R,IC) with R = product of leading dims, W is (OC,IC), y is (R,OC) */
     int64_t R = lead_rows(x), IC = (int64_t)ag_cols(x), OC = w->rows;
     if (IC != w->cols || R > INT_MAX || IC > INT_MAX || OC > INT_MAX) /* BLAS takes int dims */
-        return NULL;
-    int64_t shape[AG_MAX_DIMS];
-    memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = OC;
-    ag_tensor *in[1] = {x};
-    ag_tensor *y = ag_op_output(t, x->dtype, x->ndim, shape, in, 1);
-    if (!y)
         return NULL;
     frz_ctx *c = ag_tape_alloc(t, sizeof *c);
     if (!c)
@@ -209,11 +203,46 @@ ag_tensor *ag_frozen_linear(ag_tape *t, ag_tensor *x, const ag_frozen *w) {
     c->off[1] = tb;
     c->off[2] = c->two ? 2 * tb : tb;
     c->bytes = c->off[2] + (c->f64 ? tile * sizeof(float) : 0);
-    if (!ag_tape_shared(t, c->bytes))
-        return NULL;
+    return c;
+}
+
+size_t ag_frz_scratch(const ag_frz *c) { return c->bytes; }
+
+void ag_frz_forward(ag_frz *c, const ag_tensor *x, void *y) {
     frz_bind(c);
-    frz_pass p = {.c = c, .in = x->data, .out = y->data, .R = R, .IC = IC, .OC = OC};
+    frz_pass p = {.c = c,
+                  .in = x->data,
+                  .out = y,
+                  .R = lead_rows(x),
+                  .IC = (int64_t)ag_cols(x),
+                  .OC = c->w.rows};
     frz_run(&p, x->dtype);
+}
+
+void ag_frz_backward(ag_frz *c, const ag_tensor *x, const void *dy, void *dx) {
+    frz_bind(c);
+    frz_pass p = {.c = c,
+                  .in = dy,
+                  .out = dx,
+                  .R = lead_rows(x),
+                  .IC = (int64_t)ag_cols(x),
+                  .OC = c->w.rows,
+                  .backward = true};
+    frz_run(&p, x->dtype);
+}
+
+ag_tensor *ag_frozen_linear(ag_tape *t, ag_tensor *x, const ag_frozen *w) {
+    frz_ctx *c = ag_frz_new(t, x, w);
+    if (!c)
+        return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = w->rows;
+    ag_tensor *in[1] = {x};
+    ag_tensor *y = ag_op_output(t, x->dtype, x->ndim, shape, in, 1);
+    if (!y || !ag_tape_shared(t, ag_frz_scratch(c)))
+        return NULL;
+    ag_frz_forward(c, x, y->data);
     /* A node only when x needs a gradient (W never does); backward re-binds the tiles. */
     ag_node *n = ag_record(t, AG_OP_FROZEN_LINEAR, y, in, 1);
     if (n)
@@ -227,14 +256,5 @@ void ag_frozen_linear_backward(ag_node *n) {
     ag_tensor *x = n->in[0], *y = n->out;
     if (!x->requires_grad)
         return;
-    frz_ctx *c = n->ctx;
-    frz_bind(c);
-    frz_pass p = {.c = c,
-                  .in = y->grad,
-                  .out = x->grad,
-                  .R = lead_rows(x),
-                  .IC = (int64_t)ag_cols(x),
-                  .OC = (int64_t)ag_cols(y),
-                  .backward = true};
-    frz_run(&p, y->dtype);
+    ag_frz_backward(n->ctx, x, y->grad, x->grad);
 }

@@ -32,5 +32,6 @@ int agt_run_fastmath(void);
 int agt_run_clinear(void);
 int agt_run_frozen_linear(void);
 int agt_run_dropout(void);
+int agt_run_lora_linear(void);
 
 #endif

@@ -52,6 +52,12 @@ for f in mxint4 mxfp4_e2m1 mxint8 mxfp8_e4m3 fp32; do
   grep -q "frozen base of 16384 weights in $f" "$WORK/f.log" || { cat "$WORK/f.log"; fail "banner $f"; }
 done
 
+# Under MF-QAT the adapter path is fake-quantized too (the composed ops), and still resumes.
+Q=$(lora_config "$WORK/q" mxint4)
+"$TRAIN" "$Q" "${RUN[@]}" --set run.steps=8 --set quant.mode=multi 2> "$WORK/q.log" || { cat "$WORK/q.log"; fail "qlora mfqat"; }
+grep -q "no anchor.h5 for a QLoRA run" "$WORK/q.log" || { cat "$WORK/q.log"; fail "anchor note"; }
+[ "$(cut -d, -f4 "$WORK/q/metrics.csv" | sort -u | wc -l)" -ge 4 ] || fail "MF-QAT formats under QLoRA"
+
 # qat-merge: float32 merge evaluates as the adapters do (fp32 row), and quantized merges.
 "$EVAL" --checkpoint "$CK" --corpus "$NEW" --formats fp32 --csv "$WORK/lora.csv" > /dev/null 2>&1 || fail "qat-eval of QLoRA ckpt"
 "$MERGE" --adapters "$CK" --out "$WORK/m.h5" 2> "$WORK/m.log" || { cat "$WORK/m.log"; fail "merge"; }

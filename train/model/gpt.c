@@ -333,16 +333,21 @@ static ag_tensor *project(qt_model *m, ag_tape *t, ag_tensor *x, ag_tensor *re, 
     return ag_clinear(t, x, qweight(m, t, re), qweight(m, t, im));
 }
 
-/* QLoRA layer: the frozen base by tiles, plus the adapters' s·B·A·dropout(x) when it has them
- * (fake-quantized like any linear layer under QAT). Dropout only on recorded (training) passes. */
+/* QLoRA layer: the frozen base by tiles, plus the adapters' s·B·A·dropout(x) when it has them.
+ * Dropout only on recorded (training) passes. Without activation quantization it is one fused
+ * op that keeps only y and u = A·drop(x) for backward; under activation QAT the adapter input u
+ * is fake-quantized too, which needs the composed ops. */
 static ag_tensor *lora_linear(qt_model *m, ag_tape *t, ag_tensor *x, qt_lora_slot *s) {
-    ag_tensor *y = ag_frozen_linear(t, x, &s->frozen);
     if (!s->a)
-        return y;
+        return ag_frozen_linear(t, x, &s->frozen);
     uint64_t seed = m->dropout_seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(s - m->slots + 1));
-    ag_tensor *xd = ag_dropout(t, x, ag_tape_recording(t) ? m->lora_dropout : 0.0, seed);
-    ag_tensor *u = quant_input(m, t, ag_linear(t, xd, qweight(m, t, s->a))); /* (.., r) */
-    return ag_add(t, y, ag_scale(t, ag_linear(t, u, qweight(m, t, s->b)), m->lora_scale));
+    double p = ag_tape_recording(t) ? m->lora_dropout : 0.0;
+    ag_tensor *a = qweight(m, t, s->a), *b = qweight(m, t, s->b);
+    if (m->quant.format == MX_FP32 || !m->quant.activations)
+        return ag_lora_linear(t, x, &s->frozen, a, b, m->lora_scale, p, seed);
+    ag_tensor *y = ag_frozen_linear(t, x, &s->frozen);
+    ag_tensor *u = quant_input(m, t, ag_linear(t, ag_dropout(t, x, p, seed), a)); /* (.., r) */
+    return ag_add(t, y, ag_scale(t, ag_linear(t, u, b), m->lora_scale));
 }
 
 /* Block k's linear layer `which` (QT_LORA_Q..QT_LORA_DOWN) applied to x: QLoRA slot, CRoPE
