@@ -10,7 +10,9 @@
 #include "autograd/ops/ops.h"
 
 /* Query rows per block: block [i0,i1) multiplies against keys [0,i1) only. */
+#ifndef AG_ATTN_BLOCK
 #define AG_ATTN_BLOCK 64
+#endif
 /* Independent partial results per row reduction (see attention.inc). */
 #define AG_ATTN_LANES 16
 /* Below this many multiply-adds per GEMM pass (B·NH·T²·HS) a thread team costs more than it saves;

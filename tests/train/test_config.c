@@ -284,7 +284,8 @@ static const struct bad_case {
     const char *text, *msg;
 } bad_cases[] = {
     /* Unknown sections and keys; a section with no keys is caught too (inih says nothing). */
-    {"[run]\n[optimm]\n", "2: unknown section [optimm] (known: run, model, data, optim, quant, lora)"},
+    {"[run]\n[optimm]\n",
+     "2: unknown section [optimm] (known: run, model, data, optim, quant, lora)"},
     {"[ optim ]\n", "1: unknown section [ optim ] (known: run, model, data, optim, quant, lora)"},
     {"[optim]\n\nlrr = 1e-3\n", "3: unknown key 'lrr' in [optim] (did you mean 'lr'?)"},
     {"[model]\nN_LAYERS = 4\n", "2: unknown key 'N_LAYERS' in [model] (did you mean 'n_layer'?)"},
@@ -467,8 +468,9 @@ static void t_set(void **state) {
     expect_set_error("lr=3e-4",
                      "--set 'lr=3e-4': expected section.key=value (did you mean optim.lr=...?)");
     expect_set_error("foo=1", "--set 'foo=1': expected section.key=value (e.g. optim.lr=3e-4)");
-    expect_set_error("optimm.lr=1",
-                     "--set: unknown section [optimm] (known: run, model, data, optim, quant, lora)");
+    expect_set_error(
+        "optimm.lr=1",
+        "--set: unknown section [optimm] (known: run, model, data, optim, quant, lora)");
     expect_set_error("optim.lrr=1", "--set: unknown key 'lrr' in [optim] (did you mean 'lr'?)");
     expect_set_error("run.lr=1", "--set: unknown key 'lr' in [run] (it belongs in [optim])");
     expect_set_error(".lr=1", "--set: key 'lr' outside any section (it belongs in [optim])");

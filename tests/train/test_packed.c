@@ -14,8 +14,8 @@
 static float *gaussian(size_t n, uint64_t seed) {
     float *w = malloc(n * sizeof *w);
     for (size_t i = 0; i < n; i++) /* a cheap bell shape: sum of uniforms */
-        w[i] = (float)(tu_uniform(&seed, -1, 1) + tu_uniform(&seed, -1, 1) +
-                       tu_uniform(&seed, -1, 1));
+        w[i] =
+            (float)(tu_uniform(&seed, -1, 1) + tu_uniform(&seed, -1, 1) + tu_uniform(&seed, -1, 1));
     return w;
 }
 
@@ -101,8 +101,7 @@ static void test_sizes_hash_and_refusals(void **state) {
     qt_packed a, b, c;
     char err[256];
     assert_int_equal(qt_packed_init(&a, QT_LORA_BASE_NF4, true, w, 256, 1024, err, sizeof err), 0);
-    assert_int_equal(qt_packed_init(&b, QT_LORA_BASE_NF4, false, w, 256, 1024, err, sizeof err),
-                     0);
+    assert_int_equal(qt_packed_init(&b, QT_LORA_BASE_NF4, false, w, 256, 1024, err, sizeof err), 0);
     assert_int_equal(qt_packed_init(&c, QT_LORA_BASE_MXINT4, false, w, 256, 1024, err, sizeof err),
                      0);
     /* NF4 + DQ: n/2 + n/64 + 4·n/(64·256) + 4 bytes; without DQ n/2 + 4·n/64; MXINT4 n/2 + n/32. */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERRLEN 2048
+#define ERRLEN QT_CLI_ERRLEN
 
 static void usage(FILE *f) {
     fputs(
@@ -101,7 +101,8 @@ static int from_train(const opts *o, mx_format to, qt_anchor_ckpt *out, char *er
     return rc;
 }
 
-static int run(const opts *o, char *err) {
+static int run(void *arg, char *err) {
+    const opts *o = arg;
     mx_format to;
     if (mx_format_parse(o->to, &to) != 0) {
         snprintf(err, ERRLEN,
@@ -134,17 +135,5 @@ static int run(const opts *o, char *err) {
 
 int main(int argc, char **argv) {
     opts o;
-    int parsed = parse_args(argc, argv, &o);
-    if (parsed != 0) {
-        usage(parsed > 0 ? stdout : stderr);
-        return parsed > 0 ? QT_EXIT_OK : QT_EXIT_USAGE;
-    }
-    char *err = calloc(1, ERRLEN);
-    if (!err)
-        return QT_EXIT_INTERNAL;
-    int rc = run(&o, err);
-    if (rc != QT_EXIT_OK)
-        fprintf(stderr, "qat-convert: %s\n", err[0] ? err : "failed");
-    free(err);
-    return rc;
+    return qt_cli_main("qat-convert", parse_args(argc, argv, &o), usage, run, &o);
 }

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERRLEN 2048
+#define ERRLEN QT_CLI_ERRLEN
 #define MAX_ROWS 16
 
 static void usage(FILE *f) {
@@ -136,7 +136,8 @@ static void describe_anchor(const qt_anchor_ckpt *a, const char *path) {
             mx_format_name(a->format));
 }
 
-static int run(const opts *o, char *err) {
+static int run(void *arg, char *err) {
+    const opts *o = arg;
     mx_format fmts[MAX_ROWS];
     qt_eval_row rows[MAX_ROWS];
     int n = qt_eval_parse_formats(o->formats, fmts, MAX_ROWS, err, ERRLEN);
@@ -202,17 +203,5 @@ done:
 
 int main(int argc, char **argv) {
     opts o;
-    int parsed = parse_args(argc, argv, &o);
-    if (parsed != 0) {
-        usage(parsed > 0 ? stdout : stderr);
-        return parsed > 0 ? QT_EXIT_OK : QT_EXIT_USAGE;
-    }
-    char *err = calloc(1, ERRLEN);
-    if (!err)
-        return QT_EXIT_INTERNAL;
-    int rc = run(&o, err);
-    if (rc != QT_EXIT_OK)
-        fprintf(stderr, "qat-eval: %s\n", err[0] ? err : "failed");
-    free(err);
-    return rc;
+    return qt_cli_main("qat-eval", parse_args(argc, argv, &o), usage, run, &o);
 }

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERRLEN 2048
+#define ERRLEN QT_CLI_ERRLEN
 
 static void usage(FILE *f) {
     fputs("usage: qat-merge --adapters QLORA.h5 --out FILE [--base BASE.h5] [--format FORMAT]\n"
@@ -232,7 +232,8 @@ static int write_quantized(const merge *g, const qt_ckpt *ck, mx_format f, const
     return rc;
 }
 
-static int run(const opts *o, char *err) {
+static int run(void *arg, char *err) {
+    const opts *o = arg;
     mx_format f = MX_FP32;
     if (o->format && (mx_format_parse(o->format, &f) != 0 || !mx_format_is_mx(f))) {
         snprintf(err, ERRLEN,
@@ -263,17 +264,5 @@ static int run(const opts *o, char *err) {
 
 int main(int argc, char **argv) {
     opts o;
-    int parsed = parse_args(argc, argv, &o);
-    if (parsed != 0) {
-        usage(parsed > 0 ? stdout : stderr);
-        return parsed > 0 ? QT_EXIT_OK : QT_EXIT_USAGE;
-    }
-    char *err = calloc(1, ERRLEN);
-    if (!err)
-        return QT_EXIT_INTERNAL;
-    int rc = run(&o, err);
-    if (rc != QT_EXIT_OK)
-        fprintf(stderr, "qat-merge: %s\n", err[0] ? err : "failed");
-    free(err);
-    return rc;
+    return qt_cli_main("qat-merge", parse_args(argc, argv, &o), usage, run, &o);
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERRLEN 2048
+#define ERRLEN QT_CLI_ERRLEN
 
 static void usage(FILE *f) {
     fputs("usage: qat-ptq --checkpoint TRAIN.h5 --method METHOD --format FORMAT --out FILE "
@@ -115,7 +115,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     return 0;
 }
 
-static int run(opts *o, char *err) {
+static int run(void *arg, char *err) {
+    opts *o = arg;
     bool smooth, gptq;
     if (qt_ptq_method_parse(o->p.method, &smooth, &gptq) != 0) {
         snprintf(err, ERRLEN,
@@ -154,17 +155,5 @@ static int run(opts *o, char *err) {
 
 int main(int argc, char **argv) {
     opts o;
-    int parsed = parse_args(argc, argv, &o);
-    if (parsed != 0) {
-        usage(parsed > 0 ? stdout : stderr);
-        return parsed > 0 ? QT_EXIT_OK : QT_EXIT_USAGE;
-    }
-    char *err = calloc(1, ERRLEN);
-    if (!err)
-        return QT_EXIT_INTERNAL;
-    int rc = run(&o, err);
-    if (rc != QT_EXIT_OK)
-        fprintf(stderr, "qat-ptq: %s\n", err[0] ? err : "failed");
-    free(err);
-    return rc;
+    return qt_cli_main("qat-ptq", parse_args(argc, argv, &o), usage, run, &o);
 }

@@ -31,8 +31,8 @@ static const char *const qwhat_names[] = {"weights", "weights+activations", NULL
 static const char *const round_names[] = {"even", "nearest", NULL};
 static const char *const ste_names[] = {"identity", "clipped", NULL};
 static const char *const anchor_names[] = {"mxint8", "mxfp8_e4m3", "mxfp8_e5m2", NULL};
-static const char *const lora_base_names[] = {"nf4",    "mxint4",     "mxfp4_e2m1", "mxint8",
-                                               "mxfp8_e4m3", "fp32", NULL};
+static const char *const lora_base_names[] = {"nf4",        "mxint4", "mxfp4_e2m1", "mxint8",
+                                              "mxfp8_e4m3", "fp32",   NULL};
 #define QT_NNAMES(a) (sizeof(a) / sizeof(a[0]) - 1)
 _Static_assert(QT_NNAMES(mode_names) == QT_MODE_GRPO + 1, "mode names");
 _Static_assert(QT_NNAMES(norm_names) == QT_NORM_RMSNORM + 1, "norm names");

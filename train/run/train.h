@@ -4,6 +4,7 @@
 #define QAT_TRAIN_RUN_TRAIN_H
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Exit codes of every qat CLI (DESIGN.md). */
@@ -29,5 +30,13 @@ typedef struct qt_train_opts {
 
 /* Run training; messages go to stderr. Returns one of the exit codes above. */
 int qt_train(const qt_train_opts *o);
+
+/* The shared end of the tools' main() (cli.c). parsed is their argument parser's result: 0
+ * parsed, 1 --help (usage to stdout, exit 0), -1 bad arguments (already said why; usage to
+ * stderr, exit 2). Otherwise run(opts, err) runs with a QT_CLI_ERRLEN-byte message buffer and a
+ * failure is printed as "PROG: message". Returns the exit code. */
+#define QT_CLI_ERRLEN 2048
+int qt_cli_main(const char *prog, int parsed, void (*usage)(FILE *f),
+                int (*run)(void *opts, char *err), void *opts);
 
 #endif
