@@ -76,6 +76,10 @@ P=$(tiny_config "$WORK/p")
 "$TRAIN" "$P" --set "run.init_from=$WORK/m.h5" --set run.steps=2 2> "$WORK/p.log" || { cat "$WORK/p.log"; fail "init_from merged"; }
 
 # Refusals.
+expect_exit 2 "a QLoRA checkpoint holds adapters on a frozen base; fold them in first" \
+  "$BUILD/qat-ptq" --checkpoint "$CK" --method gptq --format mxint4 --out "$WORK/x.h5"
+expect_exit 4 "a QLoRA checkpoint holds adapters on a frozen base; fold them in first" \
+  "$BUILD/qat-convert" --checkpoint "$CK" --to mxint8 --out "$WORK/x.h5"
 expect_exit 4 "not a QLoRA checkpoint" "$MERGE" --adapters "$BASE" --out "$WORK/x.h5"
 expect_exit 2 "'fp16' is not an MX format" "$MERGE" --adapters "$CK" --out "$WORK/x.h5" --format fp16
 expect_exit 2 "lora.enabled = true .* needs lora.init_from" "$TRAIN" "$BASECFG" --set lora.enabled=true

@@ -174,6 +174,13 @@ int qt_anchor_from_train(qt_anchor_ckpt *a, const qt_ckpt *ck, const char *path,
         snprintf(err, errlen, "%s: the stored config is not usable: %s", path, why);
         goto done;
     }
+    if (cfg.lora.enabled) {
+        snprintf(err, errlen,
+                 "%s: a QLoRA checkpoint holds adapters on a frozen base; fold them in first "
+                 "(qat-merge --adapters %s --out merged.h5)",
+                 path, path);
+        goto done;
+    }
     if (qt_config_model_hash(&cfg) != ck->model_hash) {
         snprintf(err, errlen,
                  "%s: model_hash %016llx does not match the stored [model] config "

@@ -366,6 +366,13 @@ static int open_run(ptq_run *r, const qt_ckpt *ck, const char *path, char *err, 
     }
     if (qt_model_load_params(r->m, ck, path, err, errlen) != 0)
         return QT_EXIT_CKPT;
+    if (r->m->slots) {
+        snprintf(err, errlen,
+                 "%s: a QLoRA checkpoint holds adapters on a frozen base; fold them in first "
+                 "(qat-merge --adapters %s --out merged.h5) and quantize the merged file",
+                 path, path);
+        return QT_EXIT_USAGE;
+    }
     if (r->m->crope && (r->gptq || r->smooth)) {
         snprintf(err, errlen,
                  "%s: the model uses CRoPE attention (model.attention = crope), whose complex "
