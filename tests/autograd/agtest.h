@@ -3,6 +3,9 @@
 #define QAT_TESTS_AGTEST_H
 
 #include "autograd/ag.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
 #include "common/testutil.h"
 
 /* Bitmask of ops that some passing gradient check recorded (see test_coverage in main.c). */
@@ -33,5 +36,22 @@ int agt_run_clinear(void);
 int agt_run_frozen_linear(void);
 int agt_run_dropout(void);
 int agt_run_lora_linear(void);
+
+/* ---- fake_packed.c: a packed stand-in for frozen-weight tests ---------------------------------
+ */
+
+/* int8 codes (rows, cols) with one float scale per row; the callback counts what it saw (it runs
+ * on the op's threads, hence atomics). */
+typedef struct fake_q {
+    int64_t rows, cols;
+    int8_t *codes;
+    float *scale;
+    atomic_long calls, rows_done, bad_ranges;
+} fake_q;
+fake_q *fake_new(int64_t rows, int64_t cols, uint64_t seed);
+/* absolute: codes >= 0 (the magnitudes of fake_new's codes for the same seed). */
+fake_q *fake_new_abs(int64_t rows, int64_t cols, uint64_t seed, bool absolute);
+void fake_free(fake_q *q);
+ag_frozen fake_desc(const fake_q *q);
 
 #endif

@@ -15,57 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the fake packed format -------------------------------------------------------------------
- */
-
-typedef struct fake_q {
-    int64_t rows, cols;
-    int8_t *codes; /* (rows, cols) */
-    float *scale;  /* (rows) */
-    /* What the callback saw (it runs on the op's threads, hence atomics). */
-    atomic_long calls, rows_done, bad_ranges;
-} fake_q;
-
-static void fake_dequant(const void *ctx, int64_t r0, int64_t r1, float *out) {
-    /* Casting const away is fine here: every fake_q is a heap object, and the counters are test
-     * bookkeeping, not the weight. */
-    fake_q *q = (fake_q *)ctx;
-    atomic_fetch_add(&q->calls, 1);
-    if (r0 < 0 || r1 > q->rows || r0 >= r1) {
-        atomic_fetch_add(&q->bad_ranges, 1);
-        return;
-    }
-    atomic_fetch_add(&q->rows_done, (long)(r1 - r0));
-    for (int64_t r = r0; r < r1; r++)
-        for (int64_t c = 0; c < q->cols; c++)
-            out[(r - r0) * q->cols + c] = (float)q->codes[r * q->cols + c] * q->scale[r];
-}
-
-static fake_q *fake_new(int64_t rows, int64_t cols, uint64_t seed) {
-    fake_q *q = calloc(1, sizeof *q);
-    q->rows = rows;
-    q->cols = cols;
-    q->codes = malloc((size_t)(rows * cols));
-    q->scale = malloc((size_t)rows * sizeof *q->scale);
-    for (int64_t i = 0; i < rows * cols; i++)
-        q->codes[i] = (int8_t)tu_uniform(&seed, -127, 128);
-    for (int64_t r = 0; r < rows; r++)
-        q->scale[r] = (float)tu_uniform(&seed, 0.001, 0.01);
-    return q;
-}
-
-static void fake_free(fake_q *q) {
-    if (!q)
-        return;
-    free(q->codes);
-    free(q->scale);
-    free(q);
-}
-
-static ag_frozen fake_desc(const fake_q *q) {
-    return (ag_frozen){.rows = q->rows, .cols = q->cols, .dequant_rows = fake_dequant, .ctx = q};
-}
-
 /* W as an ordinary heap tensor of dtype dt (the floats the callback produces, widened for
  * AG_F64), no grad: the reference ag_linear multiplies by the very same numbers. */
 static ag_tensor *fake_dense(const fake_q *q, ag_dtype dt) {

@@ -16,57 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the fake packed format (as in test_frozen_linear.c) -------------------------------------
- */
-
-typedef struct fake_q {
-    int64_t rows, cols;
-    int8_t *codes; /* (rows, cols) */
-    float *scale;  /* (rows) */
-    atomic_long calls, bad_ranges;
-} fake_q;
-
-static void fake_dequant(const void *ctx, int64_t r0, int64_t r1, float *out) {
-    /* Casting const away is fine: every fake_q is a heap object, the counters are bookkeeping. */
-    fake_q *q = (fake_q *)ctx;
-    atomic_fetch_add(&q->calls, 1);
-    if (r0 < 0 || r1 > q->rows || r0 >= r1) {
-        atomic_fetch_add(&q->bad_ranges, 1);
-        return;
-    }
-    for (int64_t r = r0; r < r1; r++)
-        for (int64_t c = 0; c < q->cols; c++)
-            out[(r - r0) * q->cols + c] = (float)q->codes[r * q->cols + c] * q->scale[r];
-}
-
-/* absolute: codes ≥ 0 (the magnitudes of another fake_q's weight, same seed). */
-static fake_q *fake_new(int64_t rows, int64_t cols, uint64_t seed, bool absolute) {
-    fake_q *q = calloc(1, sizeof *q);
-    q->rows = rows;
-    q->cols = cols;
-    q->codes = malloc((size_t)(rows * cols));
-    q->scale = malloc((size_t)rows * sizeof *q->scale);
-    for (int64_t i = 0; i < rows * cols; i++) {
-        int c = (int)tu_uniform(&seed, -127, 128);
-        q->codes[i] = (int8_t)(absolute && c < 0 ? -c : c);
-    }
-    for (int64_t r = 0; r < rows; r++)
-        q->scale[r] = (float)tu_uniform(&seed, 0.001, 0.01);
-    return q;
-}
-
-static void fake_free(fake_q *q) {
-    if (!q)
-        return;
-    free(q->codes);
-    free(q->scale);
-    free(q);
-}
-
-static ag_frozen fake_desc(const fake_q *q) {
-    return (ag_frozen){.rows = q->rows, .cols = q->cols, .dequant_rows = fake_dequant, .ctx = q};
-}
-
 /* ---- tensors ----------------------------------------------------------------------------------
  */
 
@@ -232,7 +181,7 @@ static void check_vs_composition(ag_dtype dt, int ndim, const int64_t *sx, int64
     int64_t in_dim = sx[ndim - 1], sy[AG_MAX_DIMS];
     memcpy(sy, sx, (size_t)ndim * sizeof *sy);
     sy[ndim - 1] = out;
-    fake_q *q = fake_new(out, in_dim, seed, false), *qa = fake_new(out, in_dim, seed, true);
+    fake_q *q = fake_new_abs(out, in_dim, seed, false), *qa = fake_new_abs(out, in_dim, seed, true);
     layer_in li = {.x = new_t(AG_F64, ndim, sx, 1, seed + 1, rg & 1),
                    .a = new_t(AG_F64, 2, (int64_t[]){r, in_dim}, 0.5, seed + 2, rg & 2),
                    .b = new_t(AG_F64, 2, (int64_t[]){out, r}, 0.5, seed + 3, rg & 4),
@@ -300,7 +249,7 @@ static void test_lora_matches_composition(void **state) {
 static void test_lora_zero_b_is_frozen_linear(void **state) {
     (void)state;
     enum { R = 300, IN = 96, OUT = 600, RANK = 8 };
-    fake_q *q = fake_new(OUT, IN, 121, false);
+    fake_q *q = fake_new_abs(OUT, IN, 121, false);
     ag_frozen fw = fake_desc(q);
     for (int k = 0; k < 2; k++) {
         double p = k ? 0.3 : 0.0;
@@ -338,7 +287,7 @@ static void test_lora_zero_b_is_frozen_linear(void **state) {
 /* One node with inputs x, A, B; none when nothing requires grad. */
 static void test_lora_node(void **state) {
     (void)state;
-    fake_q *q = fake_new(10, 16, 131, false);
+    fake_q *q = fake_new_abs(10, 16, 131, false);
     ag_frozen fw = fake_desc(q);
     ag_tensor *x = new_t(AG_F64, 2, (int64_t[]){3, 16}, 1, 132, true);
     ag_tensor *a = new_t(AG_F64, 2, (int64_t[]){2, 16}, 0.5, 133, true);
@@ -395,7 +344,7 @@ static ag_tensor *build_lora(ag_tape *t, ag_tensor **in, void *ctx) {
 static void gradcheck_lora(const char *what, int ndim, const int64_t *sx, int64_t out, int64_t r,
                            double p, bool x_grad, uint64_t seed) {
     int64_t in_dim = sx[ndim - 1];
-    fake_q *q = fake_new(out, in_dim, seed, false);
+    fake_q *q = fake_new_abs(out, in_dim, seed, false);
     gc_ctx c = {.w = fake_desc(q), .s = 8.0 / (double)r, .p = p, .seed = seed + 1};
     ag_tensor *in[3] = {
         agt_rand(ndim, sx, -1, 1, seed + 2, x_grad),
@@ -429,7 +378,7 @@ static void test_lora_gradcheck(void **state) {
                    0.3, true, 221);
     gradcheck_lora("lora_linear [7]->[4] r=1 p=0.5", 1, (int64_t[]){7}, 4, 1, 0.5, true, 231);
     gradcheck_lora("lora_linear x frozen, p=0.3", 2, (int64_t[]){4, 9}, 6, 2, 0.3, false, 241);
-    fake_q *q = fake_new(3, 3, 251, false);
+    fake_q *q = fake_new_abs(3, 3, 251, false);
     gc_ctx c = {.w = fake_desc(q), .s = 1.5, .p = 0.3, .seed = 252};
     ag_tensor *in[2] = {agt_rand(2, (int64_t[]){4, 3}, -1, 1, 253, true),
                         agt_rand(2, (int64_t[]){3, 3}, -0.5, 0.5, 254, true)};
@@ -448,7 +397,7 @@ static void test_lora_gradcheck(void **state) {
 static void test_lora_memory(void **state) {
     (void)state;
     enum { R = 512, IN = 256, OUT = 1024, RANK = 8 };
-    fake_q *q = fake_new(OUT, IN, 301, false);
+    fake_q *q = fake_new_abs(OUT, IN, 301, false);
     layer_in li = {.x = new_t(AG_F32, 2, (int64_t[]){R, IN}, 1, 302, true),
                    .a = new_t(AG_F32, 2, (int64_t[]){RANK, IN}, 0.5, 303, true),
                    .b = new_t(AG_F32, 2, (int64_t[]){OUT, RANK}, 0.5, 304, true),
@@ -490,7 +439,7 @@ static void test_lora_threads(void **state) {
     int saved = omp_get_max_threads();
     for (int s = 0; s < 4; s++) {
         int64_t R = shapes[s][0], IN = shapes[s][1], OUT = shapes[s][2], RANK = shapes[s][3];
-        fake_q *q = fake_new(OUT, IN, 401 + (uint64_t)s, false);
+        fake_q *q = fake_new_abs(OUT, IN, 401 + (uint64_t)s, false);
         layer_in li = {.x = new_t(AG_F32, 2, (int64_t[]){R, IN}, 1, 402, true),
                        .a = new_t(AG_F32, 2, (int64_t[]){RANK, IN}, 0.5, 403, true),
                        .b = new_t(AG_F32, 2, (int64_t[]){OUT, RANK}, 0.5, 404, true),
@@ -528,7 +477,7 @@ static void test_lora_threads(void **state) {
 static void test_lora_not_recording(void **state) {
     (void)state;
     enum { R = 200, IN = 96, OUT = 300, RANK = 8 };
-    fake_q *q = fake_new(OUT, IN, 501, false);
+    fake_q *q = fake_new_abs(OUT, IN, 501, false);
     ag_frozen fw = fake_desc(q);
     ag_tensor *x = new_t(AG_F32, 2, (int64_t[]){R, IN}, 1, 502, true);
     ag_tensor *a = new_t(AG_F32, 2, (int64_t[]){RANK, IN}, 0.5, 503, true);
@@ -560,7 +509,7 @@ static void test_lora_not_recording(void **state) {
 /* R = 0: an empty output; backward runs; the callback is never needed. */
 static void test_lora_empty_rows(void **state) {
     (void)state;
-    fake_q *q = fake_new(5, 8, 551, false);
+    fake_q *q = fake_new_abs(5, 8, 551, false);
     ag_frozen fw = fake_desc(q);
     ag_tensor *x = new_t(AG_F32, 2, (int64_t[]){0, 8}, 1, 552, true);
     ag_tensor *a = new_t(AG_F32, 2, (int64_t[]){2, 8}, 0.5, 553, true);
@@ -586,7 +535,7 @@ static void test_lora_empty_rows(void **state) {
 static void test_lora_shared_scratch_moves(void **state) {
     (void)state;
     enum { R = 30, OUT = 200 };
-    fake_q *q1 = fake_new(OUT, 64, 601, false), *q2 = fake_new(OUT, 1024, 602, false);
+    fake_q *q1 = fake_new_abs(OUT, 64, 601, false), *q2 = fake_new_abs(OUT, 1024, 602, false);
     ag_frozen f1 = fake_desc(q1), f2 = fake_desc(q2);
     ag_tensor *mine[6] = {
         new_t(AG_F64, 2, (int64_t[]){R, 64}, 1, 603, true),
@@ -627,7 +576,7 @@ static void test_lora_shared_scratch_moves(void **state) {
 
 static void test_lora_rejects_bad_inputs(void **state) {
     (void)state;
-    fake_q *q = fake_new(6, 8, 701, false);
+    fake_q *q = fake_new_abs(6, 8, 701, false);
     ag_frozen fw = fake_desc(q), bad;
     ag_tensor *x = new_t(AG_F64, 2, (int64_t[]){3, 8}, 1, 702, false);
     ag_tensor *x7 = new_t(AG_F64, 2, (int64_t[]){3, 7}, 1, 703, false);
@@ -682,7 +631,7 @@ static void test_lora_rejects_bad_inputs(void **state) {
 /* A full arena and a full tape both give NULL and say why. */
 static void test_lora_reports_full_arena_and_tape(void **state) {
     (void)state;
-    fake_q *q = fake_new(64, 64, 801, false);
+    fake_q *q = fake_new_abs(64, 64, 801, false);
     ag_frozen fw = fake_desc(q);
     ag_tensor *x = new_t(AG_F64, 2, (int64_t[]){16, 64}, 1, 802, true);
     ag_tensor *a = new_t(AG_F64, 2, (int64_t[]){4, 64}, 0.5, 803, true);
