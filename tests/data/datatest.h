@@ -14,6 +14,7 @@ int dtt_run_corpus(void);
 int dtt_run_split(void);
 int dtt_run_sampler(void);
 int dtt_run_val(void);
+int dtt_run_task(void);
 
 /* Helpers (main.c). Temporary trees live under $TMPDIR (or /tmp); each test removes its own. */
 char *dtt_tempdir(void); /* mkdtemp'd directory, malloc'd path */

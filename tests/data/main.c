@@ -67,5 +67,5 @@ void dtt_fill(uint8_t *b, size_t n, uint64_t seed) {
 
 int main(void) {
     return dtt_run_rng() + dtt_run_tokenizer() + dtt_run_corpus() + dtt_run_split() +
-           dtt_run_sampler() + dtt_run_val();
+           dtt_run_sampler() + dtt_run_val() + dtt_run_task();
 }
