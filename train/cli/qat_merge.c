@@ -5,7 +5,6 @@
  * run.init_from read, or with --format a quantized file (an anchor for mxint8/mxfp8_e4m3/
  * mxfp8_e5m2, an RTN-quantized 'ptq' file for the other MX formats), and prints the error that
  * re-quantizing the merged weights introduced. */
-#include "quant/ptq.h"
 #include "train/io/anchor.h"
 #include "train/run/init.h"
 #include "train/run/train.h"
@@ -179,22 +178,12 @@ static int write_quantized(const merge *g, const qt_ckpt *ck, mx_format f, const
     mx_rounding r = (mx_rounding)g->plain.quant.rounding;
     qt_anchor_ckpt a;
     int rc = QT_EXIT_INTERNAL;
-    if (qt_anchor_format_ok(f)) {
-        if (qt_anchor_from_model(&a, m, head, f, r, g->plain_text, ck->step,
-                                 qt_config_model_hash(&g->plain), err, ERRLEN) != 0)
-            return rc;
-    } else {
-        /* Not an anchor format: RTN straight to f, stored as a 'ptq' file qat-eval reads. */
-        if (qt_anchor_from_model(&a, m, head, MX_INT8, r, g->plain_text, ck->step,
-                                 qt_config_model_hash(&g->plain), err, ERRLEN) != 0)
-            return rc;
-        a.format = f;
+    if (qt_quantized_from_model(&a, m, head, f, r, g->plain_text, ck->step,
+                                qt_config_model_hash(&g->plain), err, ERRLEN) != 0)
+        return rc;
+    /* Not an anchor format: an RTN-quantized 'ptq' file, which qat-eval reads at f. */
+    if (!qt_anchor_format_ok(f))
         snprintf(a.ptq_method, sizeof a.ptq_method, "rtn");
-        for (size_t i = 0; i < a.n; i++)
-            if (a.t[i].quantized)
-                ptq_rtn(qt_model_find(m, a.t[i].name)->t.data, (size_t)a.t[i].shape[0],
-                        (size_t)a.t[i].shape[1], f, r, a.t[i].codes, a.t[i].scales, NULL);
-    }
     double num = 0, den = 0, worst = 0;
     const char *worst_name = "";
     for (size_t i = 0; i < a.n; i++) {

@@ -69,6 +69,12 @@ int qt_anchor_from_model(qt_anchor_ckpt *a, const qt_model *m, bool head, mx_for
                          mx_rounding r, const char *config_text, int64_t step, uint64_t model_hash,
                          char *err, size_t errlen);
 
+/* The same quantization in any MX format f (RTN: mx_quantize of each quantized weight): not an
+ * anchor unless f is an anchor format; callers mark what it is (e.g. ptq_method "rtn"). */
+int qt_quantized_from_model(qt_anchor_ckpt *a, const qt_model *m, bool head, mx_format f,
+                            mx_rounding r, const char *config_text, int64_t step,
+                            uint64_t model_hash, char *err, size_t errlen);
+
 /* An anchor in format f made from a training checkpoint ck read from path: the model is rebuilt
  * from ck's stored config, its float parameters loaded, and quantized with the stored
  * quant.rounding and quant.quantize_head (as the end of that run would have). Returns 0, or -1

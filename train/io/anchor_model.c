@@ -16,6 +16,17 @@ int qt_anchor_from_model(qt_anchor_ckpt *a, const qt_model *m, bool head, mx_for
                  mx_format_name(f));
         return -1;
     }
+    return qt_quantized_from_model(a, m, head, f, r, config_text, step, model_hash, err, errlen);
+}
+
+int qt_quantized_from_model(qt_anchor_ckpt *a, const qt_model *m, bool head, mx_format f,
+                            mx_rounding r, const char *config_text, int64_t step,
+                            uint64_t model_hash, char *err, size_t errlen) {
+    memset(a, 0, sizeof *a);
+    if (!mx_format_is_mx(f)) {
+        snprintf(err, errlen, "%s is not an MX format", mx_format_name(f));
+        return -1;
+    }
     a->format = f;
     a->source = MX_FP32;
     a->rounding = r;
