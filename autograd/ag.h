@@ -95,6 +95,10 @@ struct ag_node {
     double f[4];
     int64_t i[4];
     void *ctx;
+    /* Set by ag_backward_prepare: bit j means this node's backward is the first to write
+     * in[j]->grad, whose buffer was therefore not zero-filled, and must assign (=) rather than
+     * accumulate (+=). Only ops whose table entry allows it for input j get the bit. */
+    unsigned assign;
 };
 
 typedef struct ag_tape ag_tape;
@@ -112,7 +116,8 @@ const char *ag_tape_error(const ag_tape *t); /* arena or node-capacity failure, 
 
 /* Reverse pass from `out`. seed = d(loss)/d(out), same dtype and numel as out; NULL means 1 for
  * a scalar out. Gradients accumulate (+=) into every grad buffer reachable from out, so parameter
- * grads must be zeroed by the caller between steps. Returns 0, or -1 if arena allocation failed. */
+ * grads must be zeroed by the caller between steps. (Arena grads of intermediates are either
+ * zero-filled or, where an op supports it, assigned by their first writer: see ag_node.assign.) Returns 0, or -1 if arena allocation failed. */
 int ag_backward(ag_tape *t, ag_tensor *out, const void *seed);
 /* The first half of ag_backward, for callers that time or drive the nodes themselves: gives every
  * tensor reachable from out that requires grad and has none a zeroed arena buffer. 0 or -1. */
@@ -272,5 +277,7 @@ void *ag_tape_alloc(ag_tape *t, size_t bytes); /* arena allocation attributed to
  * offsets into it, not pointers. NULL when growing fails (ag_tape_error says so). */
 void *ag_tape_shared(ag_tape *t, size_t bytes);
 ag_backward_fn ag_op_backward(ag_op op);
+/* Bit j: the op's backward can assign (rather than accumulate into) in[j]->grad. */
+unsigned ag_op_assign_inputs(ag_op op);
 
 #endif

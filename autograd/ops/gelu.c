@@ -58,7 +58,7 @@ void ag_gelu_backward(ag_node *n) {
     if (!x->requires_grad)
         return;
     if (x->dtype == AG_F32)
-        gelu_backward_f32(n->ctx, y->grad, x->grad, x->numel);
+        gelu_backward_f32(n->ctx, y->grad, x->grad, x->numel, n->assign & 1u);
     else
-        gelu_backward_f64(n->ctx, y->grad, x->grad, x->numel);
+        gelu_backward_f64(n->ctx, y->grad, x->grad, x->numel, n->assign & 1u);
 }

@@ -55,7 +55,7 @@ void ag_linear_backward(ag_node *n) {
     int64_t R = lead_rows(x), IC = (int64_t)ag_cols(x), OC = w->shape[0];
     void *dx = x->requires_grad ? x->grad : NULL, *dw = w->requires_grad ? w->grad : NULL;
     if (y->dtype == AG_F32)
-        linear_backward_f32(x->data, w->data, y->grad, dx, dw, R, IC, OC);
+        linear_backward_f32(x->data, w->data, y->grad, dx, dw, R, IC, OC, n->assign & 1u);
     else
-        linear_backward_f64(x->data, w->data, y->grad, dx, dw, R, IC, OC);
+        linear_backward_f64(x->data, w->data, y->grad, dx, dw, R, IC, OC, n->assign & 1u);
 }

@@ -3,16 +3,19 @@
 
 #include <assert.h>
 
+/* assign: inputs whose gradient the backward can write with = when it is the first writer (a
+ * whole-buffer write), which saves zero-filling that buffer. */
 static const struct {
     const char *name;
     ag_backward_fn backward;
+    unsigned assign;
 } op_table[] = {
     [AG_OP_MATMUL] = {"matmul", ag_matmul_backward},
-    [AG_OP_LINEAR] = {"linear", ag_linear_backward},
+    [AG_OP_LINEAR] = {"linear", ag_linear_backward, 1u << 0},
     [AG_OP_ADD] = {"add", ag_add_backward},
     [AG_OP_MUL] = {"mul", ag_mul_backward},
     [AG_OP_SCALE] = {"scale", ag_scale_backward},
-    [AG_OP_GELU] = {"gelu", ag_gelu_backward},
+    [AG_OP_GELU] = {"gelu", ag_gelu_backward, 1u << 0},
     [AG_OP_LAYERNORM] = {"layernorm", ag_layernorm_backward},
     [AG_OP_RMSNORM] = {"rmsnorm", ag_rmsnorm_backward},
     [AG_OP_EMBEDDING] = {"embedding", ag_embedding_backward},
@@ -30,6 +33,7 @@ static_assert(sizeof op_table / sizeof op_table[0] == AG_OP_COUNT,
 
 const char *ag_op_name(ag_op op) { return op < AG_OP_COUNT ? op_table[op].name : "?"; }
 ag_backward_fn ag_op_backward(ag_op op) { return op_table[op].backward; }
+unsigned ag_op_assign_inputs(ag_op op) { return op < AG_OP_COUNT ? op_table[op].assign : 0; }
 
 bool ag_dtypes_match(ag_tensor *a, ag_tensor **others, int n) {
     for (int i = 0; i < n; i++)

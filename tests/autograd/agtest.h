@@ -36,6 +36,7 @@ int agt_run_clinear(void);
 int agt_run_frozen_linear(void);
 int agt_run_dropout(void);
 int agt_run_lora_linear(void);
+int agt_run_assign(void);
 
 /* ---- fake_packed.c: a packed stand-in for frozen-weight tests ---------------------------------
  */
