@@ -13,5 +13,6 @@ int qtt_run_format(void);
 int qtt_run_ptq_model(void);
 int qtt_run_crope_model(void);
 int qtt_run_packed(void);
+int qtt_run_generate(void);
 
 #endif

@@ -274,13 +274,14 @@ static ag_tensor *norm(qt_model *m, ag_tape *t, ag_tensor *x, ag_tensor *w, ag_t
                                         : ag_rmsnorm(t, x, w, LN_EPS);
 }
 
-/* The first T rows of wpe as a view sharing wpe's data and grad. */
-static ag_tensor *positions_view(ag_tape *t, ag_tensor *wpe, int T) {
+/* Rows pos0..pos0+T-1 of wpe as a view sharing wpe's data and grad. */
+static ag_tensor *positions_view(ag_tape *t, ag_tensor *wpe, int64_t pos0, int T) {
     ag_tensor *v = ag_tape_alloc(t, sizeof *v);
     if (!v)
         return NULL;
-    int64_t shape[2] = {T, wpe->shape[1]};
-    ag_tensor_wrap(v, AG_F32, wpe->data, wpe->grad, 2, shape);
+    int64_t C = wpe->shape[1], shape[2] = {T, C};
+    float *g = wpe->grad ? (float *)wpe->grad + pos0 * C : NULL;
+    ag_tensor_wrap(v, AG_F32, (float *)wpe->data + pos0 * C, g, 2, shape);
     v->requires_grad = wpe->requires_grad;
     return v;
 }
@@ -371,7 +372,11 @@ static ag_tensor *block_linear(qt_model *m, ag_tape *t, ag_tensor *x, qt_block *
     }
 }
 
-static ag_tensor *attention(qt_model *m, ag_tape *t, qt_block *k, ag_tensor *h) {
+/* Block `layer`'s attention of the rows h at positions pos0.. (ag_attention over h itself, or
+ * attend's cached keys and values when generating). */
+static ag_tensor *attention(qt_model *m, ag_tape *t, int layer, ag_tensor *h, int64_t pos0,
+                            qt_attend_fn attend, void *ctx) {
+    qt_block *k = &m->blocks[layer];
     h = quant_input(m, t, h);
     ag_tensor *q = block_linear(m, t, h, k, QT_LORA_Q); /* (B,T,C) */
     ag_tensor *kk = block_linear(m, t, h, k, QT_LORA_K);
@@ -380,22 +385,26 @@ static ag_tensor *attention(qt_model *m, ag_tape *t, qt_block *k, ag_tensor *h) 
      * q̃_j·e^{i·pos·θ_j} on the interleaved pairs; the real dot product of the rotated vectors is
      * Re(Σ conj(q̃_j) k̃_j), so softmax and the value mix need nothing new. */
     if (m->positions == QT_POS_ROPE) {
-        q = ag_rope(t, q, m->NH, 0, ROPE_BASE);
-        kk = ag_rope(t, kk, m->NH, 0, ROPE_BASE);
+        q = ag_rope(t, q, m->NH, pos0, ROPE_BASE);
+        kk = ag_rope(t, kk, m->NH, pos0, ROPE_BASE);
     }
-    ag_tensor *a = quant_input(m, t, ag_attention(t, q, kk, v, m->NH));
+    ag_tensor *o =
+        attend ? attend(ctx, t, layer, pos0, q, kk, v) : ag_attention(t, q, kk, v, m->NH);
+    ag_tensor *a = quant_input(m, t, o);
     return block_linear(m, t, a, k, QT_LORA_O);
 }
 
-ag_tensor *qt_model_logits(qt_model *m, ag_tape *t, const int32_t *x, int B, int T) {
-    if (T > m->T)
+/* Logits [B,T,V] of tokens x [B,T] at positions pos0..pos0+T-1 (see qt_model_logits_at). */
+static ag_tensor *forward(qt_model *m, ag_tape *t, const int32_t *x, int B, int T, int64_t pos0,
+                          qt_attend_fn attend, void *ctx) {
+    if (pos0 + T > m->T)
         return NULL;
     ag_tensor *h = ag_embedding(t, m->wte, x, B, T); /* (B,T,C) */
     if (m->wpe)
-        h = ag_add(t, h, positions_view(t, m->wpe, T));
+        h = ag_add(t, h, positions_view(t, m->wpe, pos0, T));
     for (int i = 0; i < m->L; i++) {
         qt_block *k = &m->blocks[i];
-        h = ag_add(t, h, attention(m, t, k, norm(m, t, h, k->ln1_w, k->ln1_b)));
+        h = ag_add(t, h, attention(m, t, i, norm(m, t, h, k->ln1_w, k->ln1_b), pos0, attend, ctx));
         ag_tensor *u = quant_input(m, t, norm(m, t, h, k->ln2_w, k->ln2_b));
         u = quant_input(m, t, ag_gelu(t, block_linear(m, t, u, k, QT_LORA_UP)));
         h = ag_add(t, h, block_linear(m, t, u, k, QT_LORA_DOWN));
@@ -405,6 +414,17 @@ ag_tensor *qt_model_logits(qt_model *m, ag_tape *t, const int32_t *x, int B, int
     if (!m->quant.head)
         return ag_linear(t, h, head); /* (B,T,V) */
     return qlinear(m, t, quant_input(m, t, h), head);
+}
+
+ag_tensor *qt_model_logits(qt_model *m, ag_tape *t, const int32_t *x, int B, int T) {
+    return forward(m, t, x, B, T, 0, NULL, NULL);
+}
+
+ag_tensor *qt_model_logits_at(qt_model *m, ag_tape *t, const int32_t *x, int T, int64_t pos0,
+                              qt_attend_fn attend, void *ctx) {
+    if (!attend || T < 1 || pos0 < 0)
+        return NULL;
+    return forward(m, t, x, 1, T, pos0, attend, ctx);
 }
 
 ag_tensor *qt_model_loss(qt_model *m, ag_tape *t, const int32_t *x, const int32_t *y, int B,

@@ -121,6 +121,18 @@ qt_param *qt_model_find(qt_model *m, const char *name);
 
 /* Logits [B,T,V] for token ids x [B,T] (T ≤ model T). Records on the tape when it is recording. */
 ag_tensor *qt_model_logits(qt_model *m, ag_tape *tape, const int32_t *x, int B, int T);
+/* Generation with a KV cache (train/run/generate.h): the attention of block `layer` for T new
+ * rows at positions pos0..pos0+T-1, given their q and k (after rotary positions, if any) and v,
+ * each [1,T,C]. It returns the attention output [1,T,C] (before the output projection) as a
+ * tensor of tape t, attending causally over the earlier positions it keeps and these rows. NULL
+ * on failure. */
+typedef ag_tensor *(*qt_attend_fn)(void *ctx, ag_tape *t, int layer, int64_t pos0, ag_tensor *q,
+                                   ag_tensor *k, ag_tensor *v);
+/* Logits [1,T,V] of tokens x [T] at positions pos0..pos0+T-1 (pos0 + T <= model T) whose
+ * attention goes through attend (required); the same operations as qt_model_logits otherwise,
+ * under m->quant. QLoRA adapters run without dropout on a non-recording tape. NULL on failure. */
+ag_tensor *qt_model_logits_at(qt_model *m, ag_tape *t, const int32_t *x, int T, int64_t pos0,
+                              qt_attend_fn attend, void *ctx);
 /* Mean next-token cross-entropy against targets y [B,T] (entries < 0 ignored). */
 ag_tensor *qt_model_loss(qt_model *m, ag_tape *tape, const int32_t *x, const int32_t *y, int B,
                          int T);
