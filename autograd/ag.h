@@ -117,7 +117,8 @@ const char *ag_tape_error(const ag_tape *t); /* arena or node-capacity failure, 
 /* Reverse pass from `out`. seed = d(loss)/d(out), same dtype and numel as out; NULL means 1 for
  * a scalar out. Gradients accumulate (+=) into every grad buffer reachable from out, so parameter
  * grads must be zeroed by the caller between steps. (Arena grads of intermediates are either
- * zero-filled or, where an op supports it, assigned by their first writer: see ag_node.assign.) Returns 0, or -1 if arena allocation failed. */
+ * zero-filled or, where an op supports it, assigned by their first writer: see ag_node.assign.)
+ * Returns 0, or -1 if arena allocation failed. */
 int ag_backward(ag_tape *t, ag_tensor *out, const void *seed);
 /* The first half of ag_backward, for callers that time or drive the nodes themselves: gives every
  * tensor reachable from out that requires grad and has none a zeroed arena buffer. 0 or -1. */

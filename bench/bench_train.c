@@ -769,9 +769,10 @@ int main(int argc, char **argv) {
             "  busy = process CPU time / wall time: threads kept busy (a spinning thread counts; "
             "< %d on an idle machine = serial code or idle threads)\n",
             nt);
-        printf("  bwd: grad buffers = ag_backward_prepare: %.1f MB of arena gradients (every recorded "
-               "tensor), zero-filled unless their first writer assigns them\n",
-               (double)pf.grad_bytes / 1e6);
+        printf(
+            "  bwd: grad buffers = ag_backward_prepare: %.1f MB of arena gradients (every recorded "
+            "tensor), zero-filled unless their first writer assigns them\n",
+            (double)pf.grad_bytes / 1e6);
 
         double per = 1e3 / steps; /* seconds summed over steps -> ms per step */
         double N = tokens, C = m->C, F = m->F, V = m->V, L = m->L;
