@@ -76,6 +76,7 @@ typedef enum {
     AG_OP_FROZEN_LINEAR,
     AG_OP_DROPOUT,
     AG_OP_LORA_LINEAR,
+    AG_OP_GRPO_LOSS,
     AG_OP_COUNT
 } ag_op;
 
@@ -221,6 +222,52 @@ ag_tensor *ag_attention(ag_tape *t, ag_tensor *q, ag_tensor *k, ag_tensor *v, in
  * (or [B,T,V]); targets (N entries, copied) < 0 are ignored. Output: scalar tensor (ndim 0).
  * If no target is valid the loss is 0. */
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *targets);
+
+/* GRPO policy loss (autograd/ops/grpo.c). N sequences of T tokens: logits [N,T,V] or [R,V] with
+ * R = N·T; targets [R] (token id, < 0: not a completion token, ignored). Per valid token t of
+ * sequence i: logp = log softmax(logits_t)[target_t], ratio = exp(logp − old_t),
+ * s = min(ratio·A_i, clamp(ratio, 1 − eps_low, 1 + eps_high)·A_i), kl = exp(ref_t − logp) −
+ * (ref_t − logp) − 1 (k3), token loss l = −(s − beta·kl). Gradient through logp only:
+ * dl/dlogp = −ratio·A where min takes the unclipped term (also on ties and for ratio inside the
+ * range), 0 where it takes the clipped one, plus beta·(1 − exp(ref − logp)). */
+typedef enum ag_grpo_agg {
+    AG_GRPO_SEQ_MEAN = 0, /* "grpo": mean over the N sequences of (Σ its l / its valid tokens); a
+                             sequence without valid tokens adds 0 but still counts in N */
+    AG_GRPO_CONST_NORM,   /* "dr_grpo": Σ all l / (N·max_len) */
+    AG_GRPO_TOKEN_MEAN    /* "dapo": Σ all l / valid tokens (0 if there are none) */
+} ag_grpo_agg;
+typedef struct ag_grpo_spec {
+    const double *adv;        /* [N] advantage of each sequence */
+    const double *old_logp;   /* [R] logp under the sampling policy (read where target >= 0);
+                                 NULL: the current logp detached (ratio exactly 1, mu = 1) */
+    const double *ref_logp;   /* [R] logp under the reference policy; NULL or beta = 0: no KL */
+    double eps_low, eps_high; /* clip range [1 − eps_low, 1 + eps_high], both >= 0 */
+    double beta;              /* KL coefficient >= 0 */
+    ag_grpo_agg agg;
+    int64_t max_len; /* dr_grpo's constant (> 0); unused by the other aggregations */
+    int64_t n_seq;   /* N >= 1, dividing R */
+} ag_grpo_spec;
+/* Metrics over the valid tokens of one call (all 0 when there are none). */
+typedef struct ag_grpo_stats {
+    double kl_mean;        /* mean k3 KL; computed whenever ref_logp is given, even with beta 0 */
+    double clip_frac;      /* fraction where min took the clipped term (zero surrogate gradient) */
+    double clip_low_frac;  /* ... of which ratio < 1 − eps_low (A < 0) */
+    double clip_high_frac; /* ... of which ratio > 1 + eps_high (A > 0) */
+    double ratio_mean;
+    int64_t n_valid;
+} ag_grpo_stats;
+/* The scalar GRPO loss (ndim 0, logits' dtype). The arrays of spec are read during the call
+ * only (targets are copied for backward). Per-token terms and the reduction run in double in a
+ * fixed order: the result does not depend on the thread count. stats (may be NULL) is filled.
+ * NULL if an input is NULL, logits is not 2-D or 3-D (3-D: shape[0] must be n_seq), a target is
+ * >= V, spec->adv is NULL, n_seq < 1 or does not divide R, eps or beta is negative (or NaN),
+ * agg is unknown, max_len <= 0 for CONST_NORM, or the arena is full. */
+ag_tensor *ag_grpo_loss(ag_tape *t, ag_tensor *logits, const int32_t *targets,
+                        const ag_grpo_spec *spec, ag_grpo_stats *stats);
+/* out[r] = log softmax(logits_r)[targets[r]] for each of the R rows (0 where targets[r] < 0),
+ * bit for bit the logp ag_grpo_loss computes (so it serves as old_logp/ref_logp with ratio
+ * exactly 1). No tape. 0, or -1 on the inputs ag_grpo_loss rejects for logits and targets. */
+int ag_token_logprobs(const ag_tensor *logits, const int32_t *targets, double *out);
 
 /* Straight-through estimators for the fake-quantization op's backward. */
 typedef enum {

@@ -285,6 +285,10 @@ int data_task_sft_batch(const data_task_cfg *cfg, data_rng *rng, size_t B, size_
                         const data_task_problem *held_out, size_t n_held_out, int32_t *x,
                         int32_t *y, char *err, size_t errlen);
 
+/* The rows data_task_sft_batch would write for the problems p[0..n) (the held-out evaluation set,
+ * say): x, y are (n,T), T >= data_task_max_len - 1 of the problems' config (not checked here). */
+void data_task_sft_rows(const data_task_problem *p, size_t n, size_t T, int32_t *x, int32_t *y);
+
 /* n prompts for GRPO rollouts into problems[0..n) (the answers come with them for the reward).
  * Fails (rng untouched) when cfg is invalid; see above for held_out. */
 int data_task_prompts(const data_task_cfg *cfg, data_rng *rng, size_t n,

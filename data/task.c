@@ -319,21 +319,27 @@ int data_task_sft_batch(const data_task_cfg *cfg, data_rng *rng, size_t B, size_
         data_task_problem p;
         if (next_allowed(cfg, rng, held_out, n_held_out, &p, err, errlen) != 0)
             return -1;
+        data_task_sft_rows(&p, 1, T, x + b * T, y + b * T);
+    }
+    return 0;
+}
+
+void data_task_sft_rows(const data_task_problem *p, size_t n, size_t T, int32_t *x, int32_t *y) {
+    for (size_t b = 0; b < n; b++) {
         char s[DATA_TASK_PROMPT_CAP + DATA_TASK_ANSWER_CAP + 1];
-        size_t L = 0;
-        memcpy(s, p.prompt, p.prompt_len);
-        L += p.prompt_len;
-        memcpy(s + L, p.answer, p.answer_len);
-        L += p.answer_len;
+        size_t L = 0, pl = p[b].prompt_len;
+        memcpy(s, p[b].prompt, pl);
+        L += pl;
+        memcpy(s + L, p[b].answer, p[b].answer_len);
+        L += p[b].answer_len;
         s[L++] = DATA_TASK_TERMINATOR;
         int32_t *xr = x + b * T; /* (T) */
         int32_t *yr = y + b * T; /* (T) */
         for (size_t t = 0; t < T; t++) {
             xr[t] = t < L ? (int32_t)(uint8_t)s[t] : DATA_TASK_PAD;
-            yr[t] = (t + 1 >= p.prompt_len && t + 1 < L) ? (int32_t)(uint8_t)s[t + 1] : -1;
+            yr[t] = (t + 1 >= pl && t + 1 < L) ? (int32_t)(uint8_t)s[t + 1] : -1;
         }
     }
-    return 0;
 }
 
 int data_task_prompts(const data_task_cfg *cfg, data_rng *rng, size_t n,

@@ -23,6 +23,7 @@ void ag_clinear_backward(ag_node *n);
 void ag_frozen_linear_backward(ag_node *n);
 void ag_dropout_backward(ag_node *n);
 void ag_lora_linear_backward(ag_node *n);
+void ag_grpo_loss_backward(ag_node *n);
 
 /* True when every non-NULL tensor among the first n shares a's dtype. */
 bool ag_dtypes_match(ag_tensor *a, ag_tensor **others, int n);

@@ -27,6 +27,7 @@ static const struct {
     [AG_OP_FROZEN_LINEAR] = {"frozen_linear", ag_frozen_linear_backward},
     [AG_OP_DROPOUT] = {"dropout", ag_dropout_backward},
     [AG_OP_LORA_LINEAR] = {"lora_linear", ag_lora_linear_backward},
+    [AG_OP_GRPO_LOSS] = {"grpo_loss", ag_grpo_loss_backward},
 };
 static_assert(sizeof op_table / sizeof op_table[0] == AG_OP_COUNT,
               "op table out of step with ag_op");

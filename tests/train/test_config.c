@@ -117,7 +117,7 @@ static void t_table_sane(void **state) {
     (void)state;
     char sections[256];
     qt_cfg_known_sections(sections, sizeof sections);
-    assert_string_equal(sections, "run, model, data, optim, quant, lora");
+    assert_string_equal(sections, "run, model, data, optim, quant, lora, task, grpo");
     for (size_t i = 0; i < qt_cfg_nkeys; i++) {
         const qt_key *k = &qt_cfg_keys[i];
         /* Keys of a section are contiguous: a section seen before must be the current one. */
@@ -285,16 +285,17 @@ static const struct bad_case {
 } bad_cases[] = {
     /* Unknown sections and keys; a section with no keys is caught too (inih says nothing). */
     {"[run]\n[optimm]\n",
-     "2: unknown section [optimm] (known: run, model, data, optim, quant, lora)"},
-    {"[ optim ]\n", "1: unknown section [ optim ] (known: run, model, data, optim, quant, lora)"},
+     "2: unknown section [optimm] (known: run, model, data, optim, quant, lora, task, grpo)"},
+    {"[ optim ]\n",
+     "1: unknown section [ optim ] (known: run, model, data, optim, quant, lora, task, grpo)"},
     {"[optim]\n\nlrr = 1e-3\n", "3: unknown key 'lrr' in [optim] (did you mean 'lr'?)"},
     {"[model]\nN_LAYERS = 4\n", "2: unknown key 'N_LAYERS' in [model] (did you mean 'n_layer'?)"},
     {"[data]\nfoo = 1\n",
      "2: unknown key 'foo' in [data] (known: corpus, val_fraction, batch_size)"},
     {"[run]\nlr = 1e-3\n", "2: unknown key 'lr' in [run] (it belongs in [optim])"},
     {"lr = 1e-3\n[optim]\n", "1: key 'lr' outside any section (it belongs in [optim])"},
-    {"; c\nfoo = 1\n",
-     "2: key 'foo' outside any section (sections: run, model, data, optim, quant, lora)"},
+    {"; c\nfoo = 1\n", "2: key 'foo' outside any section (sections: run, model, data, optim, "
+                       "quant, lora, task, grpo)"},
     /* Syntax. inih goes on after a line it cannot read: the first error in the file wins. */
     {"[optim\nlr = 1\n", "1: section header '[optim' has no closing ']'"},
     {"[optim] lr = 1\n", "1: unexpected text after ']': 'lr = 1'"},
@@ -468,9 +469,8 @@ static void t_set(void **state) {
     expect_set_error("lr=3e-4",
                      "--set 'lr=3e-4': expected section.key=value (did you mean optim.lr=...?)");
     expect_set_error("foo=1", "--set 'foo=1': expected section.key=value (e.g. optim.lr=3e-4)");
-    expect_set_error(
-        "optimm.lr=1",
-        "--set: unknown section [optimm] (known: run, model, data, optim, quant, lora)");
+    expect_set_error("optimm.lr=1", "--set: unknown section [optimm] (known: run, model, data, "
+                                    "optim, quant, lora, task, grpo)");
     expect_set_error("optim.lrr=1", "--set: unknown key 'lrr' in [optim] (did you mean 'lr'?)");
     expect_set_error("run.lr=1", "--set: unknown key 'lr' in [run] (it belongs in [optim])");
     expect_set_error(".lr=1", "--set: key 'lr' outside any section (it belongs in [optim])");
@@ -600,6 +600,12 @@ static void t_round_trip(void **state) {
     set_ok(&c, "lora.enabled=true|lora.init_from=base/x.h5|lora.base_format=mxfp4_e2m1|"
                "lora.double_quant=false|lora.rank=4096|lora.alpha=0.1|lora.dropout=0.99|"
                "lora.targets=q,v,down|lora.rslora=true|lora.train_norms=true");
+    set_ok(&c, "task.kind=mixed|task.min_digits=9|task.max_digits=9|task.eval_size=100000|"
+               "task.eval_seed=18446744073709551615");
+    set_ok(&c, "grpo.prompts_per_step=65536|grpo.group_size=2|grpo.max_new_tokens=65536|"
+               "grpo.temperature=1e-300|grpo.top_k=1048576|grpo.top_p=1|"
+               "grpo.scale_rewards=none|grpo.epsilon=0|grpo.epsilon_high=10|grpo.beta=1000|"
+               "grpo.iterations=64|grpo.loss_type=dr_grpo|grpo.mask_truncated=true");
     for (size_t i = 0; i < qt_config_key_count(); i++) /* every key was set */
         assert_string_equal(c.origin[i], "--set");
     assert_true(c.optim.eps == 4.9406564584124654e-324 && c.optim.grad_clip == DBL_MAX);

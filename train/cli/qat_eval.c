@@ -173,9 +173,17 @@ static int run(void *arg, char *err) {
     else
         fprintf(stderr, "qat-eval: %s: %s checkpoint, step %lld\n", o->ckpt,
                 qt_ckpt_kind_name(ck.kind), (long long)ck.step);
-    fprintf(stderr, "qat-eval: %zu validation batches of %d x %d tokens from %s; %s quantized\n",
-            e.n_batches, e.B, e.T, o->corpus ? o->corpus : e.cfg.data.corpus,
-            acts ? "weights and activations" : "weights");
+    if (e.task.held_out)
+        fprintf(stderr,
+                "qat-eval: task %s (%d..%d digits): %zu held-out problems, loss on the answer "
+                "tokens and exact-match accuracy of greedy completions; %s quantized\n",
+                data_task_kind_name(e.task.cfg.kind), e.task.cfg.min_digits, e.task.cfg.max_digits,
+                e.task.n_held_out, acts ? "weights and activations" : "weights");
+    else
+        fprintf(stderr,
+                "qat-eval: %zu validation batches of %d x %d tokens from %s; %s quantized\n",
+                e.n_batches, e.B, e.T, o->corpus ? o->corpus : e.cfg.data.corpus,
+                acts ? "weights and activations" : "weights");
     if (anchor) { /* fails on an anchor that does not fit its stored config: rc stays 4 */
         if (qt_eval_anchor_rows(&e, &a, o->ckpt, acts, rows, n, stderr, "qat-eval", err, ERRLEN) !=
             0)

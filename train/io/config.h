@@ -53,6 +53,8 @@ typedef enum {
     QT_LORA_BASE_MXFP8_E4M3,
     QT_LORA_BASE_FP32 /* plain LoRA: the frozen base stays float32 */
 } qt_lora_base;
+typedef enum { QT_GRPO_SCALE_GROUP = 0, QT_GRPO_SCALE_BATCH, QT_GRPO_SCALE_NONE } qt_grpo_scale;
+typedef enum { QT_GRPO_LOSS_GRPO = 0, QT_GRPO_LOSS_DR_GRPO, QT_GRPO_LOSS_DAPO } qt_grpo_loss;
 
 typedef struct qt_config {
     struct {
@@ -103,6 +105,22 @@ typedef struct qt_config {
         char targets[QT_PATH_MAX]; /* "all-linear" or a list of q,k,v,o,up,down */
         bool rslora, train_norms;
     } lora;
+    struct { /* run.mode = sft | grpo: the arithmetic task (data/task.c) */
+        int kind;                   /* a data_task_kind */
+        int min_digits, max_digits; /* operand digit counts */
+        int64_t eval_size;          /* held-out problems: never trained on, scored every eval */
+        uint64_t eval_seed;         /* the held-out set is a function of (task keys, eval_seed) */
+    } task;
+    struct { /* run.mode = grpo (train/run/grpo.c) */
+        int prompts_per_step, group_size, max_new_tokens; /* max_new_tokens 0: the task's longest */
+        double temperature, top_p;
+        int top_k;
+        qt_grpo_scale scale_rewards;
+        double epsilon, epsilon_high, beta;
+        int iterations;
+        qt_grpo_loss loss_type;
+        bool mask_truncated;
+    } grpo;
     /* Where each key's value came from, for error messages about combinations of keys:
      * "configs/x.ini:7", "--set", or "default". Indexed like the key table. */
     char (*origin)[QT_PATH_MAX + 16];
@@ -122,7 +140,7 @@ int qt_config_load(qt_config *c, const char *path, char *err, size_t errlen);
  * the parts are ignored; a later --set of the same key wins. */
 int qt_config_set(qt_config *c, const char *assignment, char *err, size_t errlen);
 /* Cross-key checks (d_model % n_head, even head size for RoPE/CRoPE, even d_model for CRoPE,
- * min_lr <= lr), after re-checking every key's own range (fields may have been set by code).
+ * min_lr <= lr, task digits and the context the task needs, what GRPO starts from), after re-checking every key's own range (fields may have been set by code).
  * Messages name every key involved, its value and where it was set:
  * "model.d_model = 130 (x.ini:3) is not divisible by model.n_head = 4 (default)". */
 int qt_config_validate(const qt_config *c, char *err, size_t errlen);
@@ -154,6 +172,8 @@ const char *qt_schedule_name(qt_schedule s);
 const char *qt_quant_mode_name(qt_quant_mode m);
 const char *qt_anchor_name(qt_anchor a);       /* "mxint8" | "mxfp8_e4m3" | "mxfp8_e5m2" */
 const char *qt_lora_base_name(qt_lora_base b); /* "nf4" | "mxint4" | ... */
+const char *qt_grpo_scale_name(qt_grpo_scale s); /* "group" | "batch" | "none" */
+const char *qt_grpo_loss_name(qt_grpo_loss l);   /* "grpo" | "dr_grpo" | "dapo" */
 
 /* [quant] formats and format_weights, parsed: formats as mx_format values, weights normalised to
  * sum 1 ("uniform" = equal). Errors name the key, the bad item and where the key was set. */

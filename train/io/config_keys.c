@@ -15,7 +15,8 @@ _Static_assert(sizeof(qt_run_mode) == sizeof(int) && sizeof(qt_norm) == sizeof(i
                    sizeof(qt_schedule) == sizeof(int) && sizeof(qt_quant_mode) == sizeof(int) &&
                    sizeof(qt_quantize_what) == sizeof(int) && sizeof(qt_rounding) == sizeof(int) &&
                    sizeof(qt_ste) == sizeof(int) && sizeof(qt_anchor) == sizeof(int) &&
-                   sizeof(qt_lora_base) == sizeof(int),
+                   sizeof(qt_lora_base) == sizeof(int) && sizeof(qt_grpo_scale) == sizeof(int) &&
+                   sizeof(qt_grpo_loss) == sizeof(int),
                "enum fields are stored as int");
 
 /* Choice lists, in enum order, NULL-terminated; pinned to the enums' last value. */
@@ -33,6 +34,9 @@ static const char *const ste_names[] = {"identity", "clipped", NULL};
 static const char *const anchor_names[] = {"mxint8", "mxfp8_e4m3", "mxfp8_e5m2", NULL};
 static const char *const lora_base_names[] = {"nf4",        "mxint4", "mxfp4_e2m1", "mxint8",
                                               "mxfp8_e4m3", "fp32",   NULL};
+static const char *const task_kind_names[] = {"add", "mul", "mixed", NULL}; /* data_task_kind */
+static const char *const grpo_scale_names[] = {"group", "batch", "none", NULL};
+static const char *const grpo_loss_names[] = {"grpo", "dr_grpo", "dapo", NULL};
 #define QT_NNAMES(a) (sizeof(a) / sizeof(a[0]) - 1)
 _Static_assert(QT_NNAMES(mode_names) == QT_MODE_GRPO + 1, "mode names");
 _Static_assert(QT_NNAMES(norm_names) == QT_NORM_RMSNORM + 1, "norm names");
@@ -47,6 +51,8 @@ _Static_assert(QT_NNAMES(round_names) == QT_ROUND_NEAREST + 1, "rounding names")
 _Static_assert(QT_NNAMES(ste_names) == QT_STE_CLIPPED + 1, "ste names");
 _Static_assert(QT_NNAMES(anchor_names) == QT_ANCHOR_MXFP8_E5M2 + 1, "anchor names");
 _Static_assert(QT_NNAMES(lora_base_names) == QT_LORA_BASE_FP32 + 1, "lora base names");
+_Static_assert(QT_NNAMES(grpo_scale_names) == QT_GRPO_SCALE_NONE + 1, "scale_rewards names");
+_Static_assert(QT_NNAMES(grpo_loss_names) == QT_GRPO_LOSS_DAPO + 1, "loss_type names");
 
 static const char *enum_name(const char *const *names, size_t n, int v) {
     return v >= 0 && (size_t)v < n ? names[v] : "?";
@@ -75,6 +81,12 @@ const char *qt_anchor_name(qt_anchor a) {
 }
 const char *qt_lora_base_name(qt_lora_base b) {
     return enum_name(lora_base_names, QT_NNAMES(lora_base_names), (int)b);
+}
+const char *qt_grpo_scale_name(qt_grpo_scale s) {
+    return enum_name(grpo_scale_names, QT_NNAMES(grpo_scale_names), (int)s);
+}
+const char *qt_grpo_loss_name(qt_grpo_loss l) {
+    return enum_name(grpo_loss_names, QT_NNAMES(grpo_loss_names), (int)l);
 }
 const char *qt_schedule_name(qt_schedule s) {
     return enum_name(sched_names, QT_NNAMES(sched_names), (int)s);
@@ -127,8 +139,8 @@ const qt_key qt_cfg_keys[] = {
     QT_I64(run, keep, "3", 1, 1000, "newest checkpoints kept in out_dir/ckpt"),
     QT_I64(run, log_every, "10", 1, QT_BIG, "progress line every N steps"),
     QT_INT(run, threads, "0", 0, 1024, "OpenMP threads (0 = all cores)"),
-    QT_ENUM(run, mode, qt_run_mode, mode_names, "pretrain", "what to train for"),
-    QT_PATH(run, init_from, "", "start from the weights of this checkpoint (train or anchor; same [model]) instead of random init; optimizer, step and data start fresh"),
+    QT_ENUM(run, mode, qt_run_mode, mode_names, "pretrain", "pretrain (next byte of data.corpus), sft (answers of [task] problems) or grpo (RL on [task] rewards, [grpo])"),
+    QT_PATH(run, init_from, "", "start from the weights of this checkpoint (train or anchor; same [model]), or of the newest checkpoint of this run directory, instead of random init; optimizer, step and data start fresh"),
 
     QT_INT(model, n_layer, "4", 1, 256, "transformer blocks L"),
     QT_INT(model, n_head, "4", 1, 256, "attention heads NH (must divide d_model)"),
@@ -170,7 +182,7 @@ const qt_key qt_cfg_keys[] = {
     QT_BOOL(quant, quantize_head, "false", "also fake-quantize the output projection (lm_head or tied wte)"),
 
     QT_BOOL(lora, enabled, "false", "QLoRA: freeze the base (lora.init_from) packed in base_format and train low-rank adapters only"),
-    QT_PATH(lora, init_from, "", "the base: a training checkpoint or anchor with this [model] (required when enabled)"),
+    QT_PATH(lora, init_from, "", "the base: a training checkpoint or anchor with this [model], or a run directory (its newest checkpoint); required when enabled"),
     QT_ENUM(lora, base_format, qt_lora_base, lora_base_names, "nf4", "format the frozen base linear weights are kept in, packed (fp32: plain LoRA, for comparison)"),
     QT_BOOL(lora, double_quant, "true", "nf4 only: 8-bit block absmax values (about 4.13 instead of 4.5 bits per weight)"),
     QT_INT(lora, rank, "8", 1, 4096, "adapter rank r"),
@@ -179,6 +191,26 @@ const qt_key qt_cfg_keys[] = {
     QT_LIST(lora, targets, "all-linear", "layers with adapters: all-linear, or a list of q,k,v,o,up,down"),
     QT_BOOL(lora, rslora, "false", "rank-stabilised scale alpha/sqrt(r) instead of alpha/r"),
     QT_BOOL(lora, train_norms, "false", "also train the norm weights and biases (they are float32)"),
+
+    QT_ENUM(task, kind, int, task_kind_names, "add", "sft/grpo: arithmetic problems A+B, A*B, or mixed (each + or * with probability 1/2)"),
+    QT_INT(task, min_digits, "2", 1, 9, "fewest digits of an operand"),
+    QT_INT(task, max_digits, "2", 1, 9, "most digits of an operand (>= min_digits)"),
+    QT_I64(task, eval_size, "200", 1, 100000, "held-out problems (never trained on): loss and exact-match accuracy at every evaluation"),
+    QT_U64(task, eval_seed, "1", "seed of the held-out set (independent of run.seed, so runs with other seeds share it)"),
+
+    QT_INT(grpo, prompts_per_step, "8", 1, 65536, "prompts per GRPO step"),
+    QT_INT(grpo, group_size, "8", 2, 4096, "completions sampled per prompt (the group advantages are normalised over)"),
+    QT_INT(grpo, max_new_tokens, "0", 0, 65536, "completion length limit (0 = the task's longest answer plus its terminator)"),
+    QT_DBL(grpo, temperature, "1.0", 0, 100, LO_OPEN, "sampling temperature of the rollouts"),
+    QT_INT(grpo, top_k, "0", 0, 1048576, "sample among the k most likely tokens (0 = all)"),
+    QT_DBL(grpo, top_p, "1.0", 0, 1, LO_OPEN, "nucleus sampling mass (1 = all)"),
+    QT_ENUM(grpo, scale_rewards, qt_grpo_scale, grpo_scale_names, "group", "advantage = (r - group mean) / std of the group, of the whole batch, or not divided"),
+    QT_DBL(grpo, epsilon, "0.2", 0, 10, 0, "policy ratio clipped below at 1 - epsilon"),
+    QT_DBL(grpo, epsilon_high, "0.2", 0, 10, 0, "policy ratio clipped above at 1 + epsilon_high (DAPO: 0.28)"),
+    QT_DBL(grpo, beta, "0.0", 0, 1000, 0, "KL penalty (k3 estimator) to the reference policy: the starting weights, or the base with adapters off under LoRA"),
+    QT_INT(grpo, iterations, "1", 1, 64, "optimizer updates per batch of rollouts (mu), against their stored log-probs"),
+    QT_ENUM(grpo, loss_type, qt_grpo_loss, grpo_loss_names, "grpo", "token losses averaged per sequence then over sequences (grpo), summed / (sequences x max_new_tokens) (dr_grpo), or averaged over all tokens (dapo)"),
+    QT_BOOL(grpo, mask_truncated, "false", "completions that hit max_new_tokens without the terminator get no gradient"),
 };
 /* clang-format on */
 const size_t qt_cfg_nkeys = sizeof(qt_cfg_keys) / sizeof(qt_cfg_keys[0]);

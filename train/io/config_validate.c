@@ -3,6 +3,8 @@
  * the fix may belong to any of them. */
 #include "train/io/config_keys.h"
 
+#include "data/data.h"
+
 #include <stdio.h>
 
 /* "model.d_model = 130 (x.ini:4)" */
@@ -44,6 +46,49 @@ static int validate_lora(const qt_config *c, char *err, size_t errlen) {
         describe(c, "lora", "rank", b, sizeof b);
         snprintf(err, errlen, "%s is above the smallest layer dimension (%d): not low rank", b,
                  small);
+        return -1;
+    }
+    return 0;
+}
+
+/* sft / grpo: the task's problems must fit the context, and GRPO must start from a policy. */
+static int validate_task(const qt_config *c, char *err, size_t errlen) {
+    char a[QT_PATH_MAX + 128], b[QT_PATH_MAX + 128];
+    if (c->task.min_digits > c->task.max_digits) {
+        describe(c, "task", "min_digits", a, sizeof a);
+        describe(c, "task", "max_digits", b, sizeof b);
+        snprintf(err, errlen, "%s is greater than %s", a, b);
+        return -1;
+    }
+    if (c->run.mode == QT_MODE_PRETRAIN)
+        return 0;
+    data_task_cfg tc = {c->task.kind, c->task.min_digits, c->task.max_digits};
+    int64_t longest = (int64_t)data_task_max_len(&tc); /* prompt + answer + terminator */
+    int64_t need = longest - 1;
+    if (c->run.mode == QT_MODE_GRPO && c->grpo.max_new_tokens > 0) {
+        /* the longest prompt is longest - (answer + 1); its completion is fed but the last token */
+        int64_t prompt = 2 * c->task.max_digits + 2;
+        if (prompt + c->grpo.max_new_tokens - 1 > need)
+            need = prompt + c->grpo.max_new_tokens - 1;
+    }
+    describe(c, "model", "seq_len", a, sizeof a);
+    if (c->model.seq_len < need) {
+        describe(c, "task", "max_digits", b, sizeof b);
+        snprintf(err, errlen,
+                 "%s is too short for %s problems with %s%s: they need a context of %lld tokens", a,
+                 data_task_kind_name(c->task.kind), b,
+                 c->run.mode == QT_MODE_GRPO && c->grpo.max_new_tokens > 0
+                     ? " and grpo.max_new_tokens"
+                     : "",
+                 (long long)need);
+        return -1;
+    }
+    if (c->run.mode == QT_MODE_GRPO && !c->run.init_from[0] && !c->lora.enabled) {
+        describe(c, "run", "mode", a, sizeof a);
+        snprintf(err, errlen,
+                 "%s starts from a trained policy: set run.init_from (e.g. the run directory of "
+                 "an sft run) or enable [lora] on a base",
+                 a);
         return -1;
     }
     return 0;
@@ -95,7 +140,7 @@ int qt_config_validate(const qt_config *c, char *err, size_t errlen) {
     qt_format_set fs;
     if (qt_config_format_set(c, &fs, err, errlen) != 0)
         return -1;
-    if (validate_lora(c, err, errlen) != 0)
+    if (validate_lora(c, err, errlen) != 0 || validate_task(c, err, errlen) != 0)
         return -1;
     if (c->optim.min_lr > c->optim.lr) {
         describe(c, "optim", "min_lr", a, sizeof a);

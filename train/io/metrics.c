@@ -44,7 +44,8 @@ static int trim(const char *path, int64_t keep_until, char *err, size_t errlen) 
     return 0;
 }
 
-FILE *qt_metrics_open(const char *path, int64_t keep_until, char *err, size_t errlen) {
+FILE *qt_metrics_open(const char *path, int64_t keep_until, const char *extra, char *err,
+                      size_t errlen) {
     if (keep_until >= 0 && trim(path, keep_until, err, errlen) != 0)
         return NULL;
     FILE *f = fopen(path, keep_until >= 0 ? "a" : "w");
@@ -53,7 +54,7 @@ FILE *qt_metrics_open(const char *path, int64_t keep_until, char *err, size_t er
         return NULL;
     }
     if (ftell(f) == 0)
-        fprintf(f, "%s\n", QT_METRICS_HEADER);
+        fprintf(f, "%s%s%s\n", QT_METRICS_HEADER, extra && extra[0] ? "," : "", extra ? extra : "");
     fflush(f);
     return f;
 }
@@ -62,7 +63,14 @@ int qt_metrics_write(FILE *f, const qt_metrics_row *r) {
     char val[32] = "";
     if (!isnan(r->val_loss))
         snprintf(val, sizeof val, "%.9g", r->val_loss);
-    fprintf(f, "%" PRId64 ",%" PRId64 ",%.9g,%s,%.9g,%s,%.9g,%.3f,%.1f\n", r->step, r->tokens,
-            r->lr, r->format, r->loss, val, r->grad_norm, r->ms_per_step, r->tokens_per_s);
+    fprintf(f, "%" PRId64 ",%" PRId64 ",%.9g,%s,%.9g,%s,%.9g,%.3f,%.1f", r->step, r->tokens, r->lr,
+            r->format, r->loss, val, r->grad_norm, r->ms_per_step, r->tokens_per_s);
+    for (int i = 0; i < r->n_extra; i++) {
+        if (isnan(r->extra[i]))
+            fputc(',', f);
+        else
+            fprintf(f, ",%.9g", r->extra[i]);
+    }
+    fputc('\n', f);
     return fflush(f) == 0 ? 0 : -1;
 }

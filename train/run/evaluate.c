@@ -28,6 +28,11 @@ static int load_config(qt_evaluator *e, const qt_eval_opts *o, char *err, size_t
 }
 
 static int load_data(qt_evaluator *e, const qt_eval_opts *o, char *err, size_t errlen) {
+    if (e->cfg.run.mode != QT_MODE_PRETRAIN) {
+        if (qt_task_open(&e->task, &e->cfg, err, errlen) != 0)
+            return QT_EXIT_CKPT;
+        return QT_EXIT_OK;
+    }
     if (o->val) {
         e->val = o->val;
         e->n_val = o->n_val;
@@ -54,9 +59,10 @@ int qt_evaluator_open(qt_evaluator *e, const qt_eval_opts *o, char *err, size_t 
         omp_set_num_threads(e->cfg.run.threads > 0 ? e->cfg.run.threads : omp_get_num_procs());
     if ((rc = load_data(e, o, err, errlen)) != QT_EXIT_OK)
         goto fail;
-    size_t avail = data_val_batch_count(e->n_val, (size_t)e->B, (size_t)e->T);
+    size_t avail = e->task.held_out ? qt_task_val_batches(&e->task, e->B)
+                                    : data_val_batch_count(e->n_val, (size_t)e->B, (size_t)e->T);
     size_t want = o->batches > 0 ? (size_t)o->batches : (size_t)e->cfg.run.eval_batches;
-    e->n_batches = want < avail ? want : avail;
+    e->n_batches = want < avail && !e->task.held_out ? want : avail; /* tasks: every problem */
     if (e->n_batches == 0) {
         snprintf(err, errlen, "validation split of %zu bytes holds no window of %d tokens",
                  e->n_val, e->T + 1);
@@ -95,15 +101,20 @@ void qt_evaluator_close(qt_evaluator *e) {
     qt_model_free(e->model);
     data_split_free(&e->split);
     data_corpus_free(&e->corpus);
+    qt_task_close(&e->task);
     qt_config_free(&e->cfg);
     memset(e, 0, sizeof *e);
 }
 
 int qt_evaluator_loss(qt_evaluator *e, const qt_quant *q, double *loss, char *err, size_t errlen) {
     qt_model_set_quant(e->model, q);
-    double sum = 0;
+    double sum = 0, weight = 0;
     for (size_t b = 0; b < e->n_batches; b++) {
-        data_val_batch(e->val, e->n_val, (size_t)e->B, (size_t)e->T, b, e->x, e->y);
+        double w = 1; /* task batches count by their answer tokens */
+        if (e->task.held_out)
+            w = (double)qt_task_val_batch(&e->task, b, e->B, e->T, e->x, e->y);
+        else
+            data_val_batch(e->val, e->n_val, (size_t)e->B, (size_t)e->T, b, e->x, e->y);
         ag_tape_reset(e->tape);
         ag_tensor *l = qt_model_loss(e->model, e->tape, e->x, e->y, e->B, e->T);
         if (!l) {
@@ -112,22 +123,42 @@ int qt_evaluator_loss(qt_evaluator *e, const qt_quant *q, double *loss, char *er
             ag_tape_reset(e->tape);
             return -1;
         }
-        sum += *(float *)l->data;
+        sum += w * *(float *)l->data;
+        weight += w;
     }
     ag_tape_reset(e->tape);
-    *loss = sum / (double)e->n_batches;
+    *loss = sum / weight;
+    return 0;
+}
+
+/* The row's loss and, for a task model, its held-out accuracy at the same quantization. */
+static int row_eval(qt_evaluator *e, const qt_quant *q, qt_eval_row *r, char *err, size_t errlen) {
+    r->has_accuracy = false;
+    if (qt_evaluator_loss(e, q, &r->loss, err, errlen) != 0)
+        return -1;
+    if (!e->task.held_out)
+        return 0;
+    char why[1024];
+    if (qt_task_accuracy(&e->task, e->model, &r->accuracy, why, sizeof why) != 0) {
+        snprintf(err, errlen, "held-out accuracy at %s: %s", mx_format_name(q->format), why);
+        return -1;
+    }
+    r->has_accuracy = true;
     return 0;
 }
 
 static void progress(FILE *log, const char *prog, int i, int n, const qt_eval_row *r, double t0) {
     if (!log)
         return;
+    char acc[48] = "";
+    if (r->has_accuracy)
+        snprintf(acc, sizeof acc, ", accuracy %.1f%%", 100 * r->accuracy);
     if (isnan(r->loss))
         fprintf(log, "%s: [%d/%d] %-11s skipped: %s\n", prog, i + 1, n, mx_format_name(r->format),
                 r->note);
     else
-        fprintf(log, "%s: [%d/%d] %-11s val_loss %.4f (%.1f s)\n", prog, i + 1, n,
-                mx_format_name(r->format), r->loss, qt_now() - t0);
+        fprintf(log, "%s: [%d/%d] %-11s val_loss %.4f%s (%.1f s)\n", prog, i + 1, n,
+                mx_format_name(r->format), r->loss, acc, qt_now() - t0);
     fflush(log);
 }
 
@@ -140,6 +171,7 @@ int qt_eval_anchor_rows(qt_evaluator *e, const qt_anchor_ckpt *a, const char *pa
         double t0 = qt_now();
         mx_format f = r->format;
         r->loss = NAN;
+        r->has_accuracy = false;
         r->note[0] = '\0';
         char why[256];
         if (f != MX_FP32 && f != a->format && qt_anchor_check_convert(a, f, why, sizeof why)) {
@@ -156,7 +188,7 @@ int qt_eval_anchor_rows(qt_evaluator *e, const qt_anchor_ckpt *a, const char *pa
                       .weights_ready = true,
                       .activations = activations,
                       .head = head};
-        if (qt_evaluator_loss(e, &q, &r->loss, err, errlen) != 0)
+        if (row_eval(e, &q, r, err, errlen) != 0)
             return -1;
         progress(log, prog, i, n, r, t0);
     }
@@ -172,7 +204,7 @@ int qt_eval_direct_rows(qt_evaluator *e, const qt_quant *base, qt_eval_row *rows
         q.format = r->format;
         q.weights_ready = false;
         r->note[0] = '\0';
-        if (qt_evaluator_loss(e, &q, &r->loss, err, errlen) != 0)
+        if (row_eval(e, &q, r, err, errlen) != 0)
             return -1;
         progress(log, prog, i, n, r, t0);
     }

@@ -3,7 +3,9 @@
  * qat-train run.
  *
  * Every row is computed on the same fixed validation batches (data_val_batch 0..n-1 of the
- * split the stored config defines), with the tape not recording. */
+ * split the stored config defines), with the tape not recording. A model of run.mode sft or grpo
+ * is evaluated on its task's held-out problems instead: the loss of their answer tokens, and the
+ * exact-match accuracy of greedy completions (train/run/task.h). */
 #ifndef QAT_TRAIN_RUN_EVALUATE_H
 #define QAT_TRAIN_RUN_EVALUATE_H
 
@@ -13,6 +15,7 @@
 #include "train/io/anchor.h"
 #include "train/io/config.h"
 #include "train/model/gpt.h"
+#include "train/run/task.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,6 +32,7 @@ typedef struct qt_evaluator {
     int32_t *x, *y; /* (B,T) */
     int B, T;
     size_t n_batches;
+    qt_task task; /* sft, grpo: the held-out problems (task.held_out NULL otherwise) */
 } qt_evaluator;
 
 typedef struct qt_eval_opts {
@@ -54,7 +58,9 @@ int qt_evaluator_loss(qt_evaluator *e, const qt_quant *q, double *loss, char *er
 
 typedef struct qt_eval_row {
     mx_format format;
-    double loss;    /* NAN when skipped */
+    double loss;       /* NAN when skipped */
+    bool has_accuracy; /* a task model's row: accuracy is its held-out exact-match fraction */
+    double accuracy;
     char note[160]; /* why it was skipped, else "" */
 } qt_eval_row;
 
@@ -78,9 +84,11 @@ int qt_eval_direct_rows(qt_evaluator *e, const qt_quant *base, qt_eval_row *rows
  * fp32 is put first when missing (the Δ column refers to it). Returns the count, or -1 with a
  * message naming the bad item (unknown name, repeated name). */
 int qt_eval_parse_formats(const char *spec, mx_format *out, int max, char *err, size_t errlen);
-/* Columns format, bits/element (incl. the scale), val loss, perplexity, Δ vs fp32. */
+/* Columns format, bits/element (incl. the scale), val loss, perplexity, Δ vs fp32, and held-out
+ * accuracy when some row has one. */
 void qt_eval_print_table(FILE *f, const qt_eval_row *rows, int n);
-/* The same as CSV: format,bits_per_element,val_loss,perplexity,delta_vs_fp32,note; written to
+/* The same as CSV: format,bits_per_element,val_loss,perplexity,delta_vs_fp32,note (then accuracy
+ * when some row has one); written to
  * path.tmp and renamed. Returns 0, or -1 with a message naming path. */
 int qt_eval_write_csv(const char *path, const qt_eval_row *rows, int n, char *err, size_t errlen);
 

@@ -70,10 +70,18 @@ static const qt_eval_row *fp32_row(const qt_eval_row *rows, int n) {
     return NULL;
 }
 
+static bool has_accuracy(const qt_eval_row *rows, int n) {
+    for (int i = 0; i < n; i++)
+        if (rows[i].has_accuracy)
+            return true;
+    return false;
+}
+
 void qt_eval_print_table(FILE *f, const qt_eval_row *rows, int n) {
     const qt_eval_row *ref = fp32_row(rows, n);
-    fprintf(f, "%-11s %9s %9s %11s %9s\n", "format", "bits/elem", "val_loss", "perplexity",
-            "Δ vs fp32");
+    bool acc = has_accuracy(rows, n);
+    fprintf(f, "%-11s %9s %9s %11s %9s%s\n", "format", "bits/elem", "val_loss", "perplexity",
+            "Δ vs fp32", acc ? "  accuracy" : "");
     for (int i = 0; i < n; i++) {
         const qt_eval_row *r = &rows[i];
         double bits = mx_format_bits_per_element(r->format);
@@ -85,6 +93,8 @@ void qt_eval_print_table(FILE *f, const qt_eval_row *rows, int n) {
                 exp(r->loss));
         if (ref)
             fprintf(f, " %+9.4f", r->loss - ref->loss);
+        if (r->has_accuracy)
+            fprintf(f, " %8.1f%%", 100 * r->accuracy);
         fputc('\n', f);
     }
 }
@@ -101,7 +111,9 @@ int qt_eval_write_csv(const char *path, const qt_eval_row *rows, int n, char *er
         return -1;
     }
     const qt_eval_row *ref = fp32_row(rows, n);
-    fprintf(fp, "format,bits_per_element,val_loss,perplexity,delta_vs_fp32,note\n");
+    bool acc = has_accuracy(rows, n);
+    fprintf(fp, "format,bits_per_element,val_loss,perplexity,delta_vs_fp32,note%s\n",
+            acc ? ",accuracy" : "");
     for (int i = 0; i < n; i++) {
         const qt_eval_row *r = &rows[i];
         fprintf(fp, "%s,%.2f,", mx_format_name(r->format), mx_format_bits_per_element(r->format));
@@ -113,7 +125,12 @@ int qt_eval_write_csv(const char *path, const qt_eval_row *rows, int n, char *er
             fputs(",,", fp);
         }
         /* Notes hold no quotes or newlines; commas are quoted. */
-        fprintf(fp, strchr(r->note, ',') ? ",\"%s\"\n" : ",%s\n", r->note);
+        fprintf(fp, strchr(r->note, ',') ? ",\"%s\"" : ",%s", r->note);
+        if (r->has_accuracy)
+            fprintf(fp, ",%.6f", r->accuracy);
+        else if (acc)
+            fputc(',', fp);
+        fputc('\n', fp);
     }
     int bad = ferror(fp);
     if (fclose(fp) != 0 || bad || rename(tmp, path) != 0) {

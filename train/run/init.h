@@ -8,7 +8,13 @@
 
 #include <stddef.h>
 
-/* Fill the frozen part of QLoRA model m from the checkpoint at path (a training checkpoint's
+/* The checkpoint a weights key (run.init_from, lora.init_from) names: path itself, or, when path
+ * is a directory (a run's out_dir), the newest valid checkpoint in path/ckpt. Returns 0 with the
+ * file in out, or -1 with a message (a directory without a valid checkpoint). */
+int qt_weights_path(const char *path, char *out, size_t outlen, char *err, size_t errlen);
+
+/* Fill the frozen part of QLoRA model m from the checkpoint at path (or the newest in the run
+ * directory path, see qt_weights_path) (a training checkpoint's
  * float weights, or an anchor's / PTQ file's dequantized ones): every base weight packed in m's
  * base format, every float parameter that is not an adapter copied. The stored [model] must equal
  * cfg's. Returns QT_EXIT_OK, or QT_EXIT_CKPT with a message naming path (and the differing keys

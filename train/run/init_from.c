@@ -10,6 +10,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+int qt_weights_path(const char *path, char *out, size_t outlen, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(out, outlen, "%s", path); /* a file, or missing: qt_ckpt_read says which */
+        return 0;
+    }
+    char dir[QT_PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/ckpt", path);
+    int found = qt_ckpt_find_latest(dir, out, outlen, NULL, NULL, err, errlen);
+    if (found == 0)
+        snprintf(err, errlen,
+                 "%s is a directory without checkpoints in %s/ (expected a run's "
+                 "out_dir, or a checkpoint file)",
+                 path, dir);
+    return found == 1 ? 0 : -1;
+}
 
 /* The checkpoint's stored [model] must equal cfg's; the message names every differing key. */
 static int same_model(const qt_config *cfg, const qt_ckpt *ck, const char *path, const char *key,
@@ -35,13 +53,19 @@ static int same_model(const qt_config *cfg, const qt_ckpt *ck, const char *path,
 }
 
 int qt_session_init_from(qt_session *s, char *err, size_t errlen) {
-    const char *path = s->cfg.run.init_from;
-    if (!path[0])
+    if (!s->cfg.run.init_from[0])
         return QT_EXIT_OK;
+    char path[QT_PATH_MAX + 64], why[1024];
+    if (qt_weights_path(s->cfg.run.init_from, path, sizeof path, why, sizeof why) != 0) {
+        snprintf(err, errlen, "run.init_from = %s: %s", s->cfg.run.init_from, why);
+        return QT_EXIT_CKPT;
+    }
     qt_ckpt ck;
     qt_anchor_ckpt a = {0};
-    if (qt_ckpt_read(path, &ck, err, errlen) != 0)
+    if (qt_ckpt_read(path, &ck, why, sizeof why) != 0) {
+        snprintf(err, errlen, "run.init_from = %s: %s", s->cfg.run.init_from, why);
         return QT_EXIT_CKPT;
+    }
     int rc = QT_EXIT_CKPT;
     if (same_model(&s->cfg, &ck, path, "run.init_from", err, errlen) != 0)
         goto done;
@@ -131,12 +155,19 @@ done:
     return rc;
 }
 
-int qt_lora_load_base(qt_model *m, const qt_config *cfg, const char *path, char *err,
+int qt_lora_load_base(qt_model *m, const qt_config *cfg, const char *spec, char *err,
                       size_t errlen) {
+    char path[QT_PATH_MAX + 64], why[1024];
+    if (qt_weights_path(spec, path, sizeof path, why, sizeof why) != 0) {
+        snprintf(err, errlen, "lora.init_from = %s: %s", spec, why);
+        return QT_EXIT_CKPT;
+    }
     qt_ckpt ck;
     qt_anchor_ckpt a = {0};
-    if (qt_ckpt_read(path, &ck, err, errlen) != 0)
+    if (qt_ckpt_read(path, &ck, why, sizeof why) != 0) {
+        snprintf(err, errlen, "lora.init_from = %s: %s", spec, why);
         return QT_EXIT_CKPT;
+    }
     int rc = QT_EXIT_CKPT;
     bool anchor = ck.kind != QT_CKPT_TRAIN;
     if (same_model(cfg, &ck, path, "lora.init_from", err, errlen) != 0 ||

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train/run/session.h"
 
+#include "train/run/grpo.h"
 #include "train/run/init.h"
 
 #include "train/io/ckpt.h"
@@ -175,14 +176,16 @@ int qt_session_save(qt_session *s) {
         int64_t flat[1] = {(int64_t)st->numel};
         fill_tensor(&optim[i], st->name, st->data, p ? p->t.ndim : 1, p ? p->t.shape : flat);
     }
-    data_sampler_state ds;
-    data_sampler_get_state(s->sampler, &ds);
+    data_sampler_state ds = {0};
     qt_ckpt_rng rngs[DATA_STREAM_COUNT];
     for (int i = 0; i < DATA_STREAM_COUNT; i++) {
         snprintf(rngs[i].name, sizeof rngs[i].name, "%s", data_stream_name((data_stream)i));
         data_rng_get_state(&s->rng[i], rngs[i].s);
     }
-    memcpy(rngs[DATA_STREAM_DATA].s, ds.rng, sizeof ds.rng); /* the sampler's own stream */
+    if (s->sampler) { /* pretraining draws from the sampler's own copy of the data stream */
+        data_sampler_get_state(s->sampler, &ds);
+        memcpy(rngs[DATA_STREAM_DATA].s, ds.rng, sizeof ds.rng);
+    }
     qt_ckpt ck = {.kind = QT_CKPT_TRAIN,
                   .step = s->step,
                   .config_text = s->config_text,
@@ -239,6 +242,11 @@ static int check_compatible(const qt_session *s, const qt_ckpt *ck, const char *
     } else if (qt_config_model_diff(&saved, &s->cfg, diff, sizeof diff) > 0) {
         snprintf(err, ERRLEN, "%s: model shape differs from the config (checkpoint vs config): %s",
                  path, diff);
+    } else if (saved.run.mode != s->cfg.run.mode) {
+        snprintf(err, ERRLEN,
+                 "%s: run.mode differs (checkpoint '%s', config '%s'): a run resumes in its own "
+                 "mode; start the new one with run.init_from = %s",
+                 path, qt_run_mode_name(saved.run.mode), qt_run_mode_name(s->cfg.run.mode), path);
     } else if (saved.optim.name != s->cfg.optim.name) {
         snprintf(err, ERRLEN, "%s: optim.name differs (checkpoint '%s', config '%s')", path,
                  opt_kind_name((opt_kind)saved.optim.name),
@@ -306,7 +314,7 @@ static int restore(qt_session *s, const qt_ckpt *ck, const char *path, char *err
         int id = data_stream_from_name(ck->rngs[i].name);
         if (id < 0)
             continue;
-        if (id == DATA_STREAM_DATA) {
+        if (id == DATA_STREAM_DATA && s->sampler) {
             memcpy(ds.rng, ck->rngs[i].s, sizeof ds.rng);
             have_data_rng = true;
         } else if (data_rng_set_state(&s->rng[id], ck->rngs[i].s) != 0) {
@@ -316,7 +324,8 @@ static int restore(qt_session *s, const qt_ckpt *ck, const char *path, char *err
         }
     }
     char serr[512];
-    if (!have_data_rng || data_sampler_set_state(s->sampler, &ds, serr, sizeof serr) != 0) {
+    if (s->sampler &&
+        (!have_data_rng || data_sampler_set_state(s->sampler, &ds, serr, sizeof serr) != 0)) {
         snprintf(err, ERRLEN, "%s: data cursor cannot be restored: %s", path,
                  have_data_rng ? serr : "/rng/data missing");
         return -1;
@@ -356,7 +365,21 @@ static int resume(qt_session *s, const char *spec, char *err) {
     return rc;
 }
 
+/* sft / grpo: problems are generated, there is no corpus. */
+static int setup_task(qt_session *s, char *err) {
+    if (qt_task_open(&s->task, &s->cfg, err, ERRLEN) != 0)
+        return -1;
+    const data_task_cfg *t = &s->task.cfg;
+    fprintf(stderr,
+            "qat-train: task %s, %d..%d-digit operands; %zu held-out problems (seed %llu)\n",
+            data_task_kind_name(t->kind), t->min_digits, t->max_digits, s->task.n_held_out,
+            (unsigned long long)s->cfg.task.eval_seed);
+    return 0;
+}
+
 static int setup_data(qt_session *s, char *err) {
+    if (s->cfg.run.mode != QT_MODE_PRETRAIN)
+        return setup_task(s, err);
     const char *corpus = s->cfg.data.corpus;
     if (data_corpus_load(corpus, &s->corpus, err, ERRLEN) != 0)
         return -1;
@@ -405,6 +428,10 @@ int qt_session_open(qt_session *s, const qt_train_opts *o) {
     /* Before a resume, which then overwrites these weights with the checkpoint's own. */
     if ((rc = qt_session_init_from(s, err, ERRLEN)) != QT_EXIT_OK)
         goto fail;
+    /* GRPO's reference policy is the weights as they stand now, before any resume. */
+    rc = QT_EXIT_INTERNAL;
+    if (s->cfg.run.mode == QT_MODE_GRPO && qt_grpo_create(s, err, ERRLEN) != 0)
+        goto fail;
     rc = QT_EXIT_INTERNAL;
     s->x = calloc((size_t)s->B * (size_t)s->T, sizeof *s->x);
     s->y = calloc((size_t)s->B * (size_t)s->T, sizeof *s->y);
@@ -437,6 +464,7 @@ fail:
 }
 
 void qt_session_close(qt_session *s) {
+    qt_grpo_free(s);
     ag_tape_free(s->tape);
     free(s->x);
     free(s->y);
@@ -444,6 +472,7 @@ void qt_session_close(qt_session *s) {
     free(s->oparams);
     qt_model_free(s->model);
     data_sampler_free(s->sampler);
+    qt_task_close(&s->task);
     data_split_free(&s->split);
     data_corpus_free(&s->corpus);
     free(s->config_text);
@@ -451,28 +480,60 @@ void qt_session_close(qt_session *s) {
     memset(s, 0, sizeof *s);
 }
 
-double qt_session_eval(qt_session *s, mx_format f) {
-    qt_quant q = qt_format_quant(&s->formats, f);
-    qt_model_set_quant(s->model, &q);
+/* Mean loss over the held-out problems' answer tokens (each batch weighted by its targets). */
+static double eval_task(qt_session *s) {
+    double sum = 0;
+    size_t n = 0, nb = qt_task_val_batches(&s->task, s->B);
+    for (size_t b = 0; b < nb; b++) {
+        size_t k = qt_task_val_batch(&s->task, b, s->B, s->T, s->x, s->y);
+        ag_tape_reset(s->tape);
+        ag_tensor *loss = qt_model_loss(s->model, s->tape, s->x, s->y, s->B, s->T);
+        if (!loss)
+            return NAN;
+        sum += (double)*(float *)loss->data * (double)k;
+        n += k;
+    }
+    return sum / (double)n;
+}
+
+static double eval_corpus(qt_session *s) {
     /* Past the number of distinct validation batches they would only repeat. */
     size_t nb = (size_t)s->cfg.run.eval_batches;
     size_t avail = data_val_batch_count(s->split.n_val, (size_t)s->B, (size_t)s->T);
     if (nb > avail)
         nb = avail;
     double sum = 0;
-    ag_tape_set_recording(s->tape, false);
     for (size_t b = 0; b < nb; b++) {
         data_val_batch(s->split.val, s->split.n_val, (size_t)s->B, (size_t)s->T, b, s->x, s->y);
         ag_tape_reset(s->tape);
         ag_tensor *loss = qt_model_loss(s->model, s->tape, s->x, s->y, s->B, s->T);
-        if (!loss) {
-            fprintf(stderr, "qat-train: evaluation failed: %s\n", ag_tape_error(s->tape));
-            sum = NAN;
-            break;
-        }
+        if (!loss)
+            return NAN;
         sum += *(float *)loss->data;
     }
+    return sum / (double)nb;
+}
+
+double qt_session_eval(qt_session *s, mx_format f) {
+    qt_quant q = qt_format_quant(&s->formats, f);
+    qt_model_set_quant(s->model, &q);
+    ag_tape_set_recording(s->tape, false);
+    double loss = s->sampler ? eval_corpus(s) : eval_task(s);
+    if (isnan(loss) && ag_tape_error(s->tape)[0])
+        fprintf(stderr, "qat-train: evaluation failed: %s\n", ag_tape_error(s->tape));
     ag_tape_reset(s->tape);
     ag_tape_set_recording(s->tape, true);
-    return sum / (double)nb;
+    return loss;
+}
+
+double qt_session_accuracy(qt_session *s, mx_format f) {
+    qt_quant q = qt_format_quant(&s->formats, f);
+    qt_model_set_quant(s->model, &q);
+    double acc;
+    char err[512];
+    if (qt_task_accuracy(&s->task, s->model, &acc, err, sizeof err) != 0) {
+        fprintf(stderr, "qat-train: held-out accuracy failed: %s\n", err);
+        return NAN;
+    }
+    return acc;
 }

@@ -8,6 +8,7 @@
 #include "train/io/config.h"
 #include "train/model/gpt.h"
 #include "train/run/format.h"
+#include "train/run/task.h"
 #include "train/run/train.h"
 
 #include <stdio.h>
@@ -21,7 +22,9 @@ typedef struct qt_session {
     opt_param *oparams; /* one per trainable parameter (QLoRA: adapters, maybe norms) */
     size_t n_oparams;
     opt_optimizer *opt;
-    data_sampler *sampler;
+    data_sampler *sampler; /* pretrain only */
+    qt_task task;          /* sft and grpo only */
+    struct qt_grpo *grpo;  /* grpo only (grpo.c) */
     data_rng rng[DATA_STREAM_COUNT];
     qt_format_sampler formats;
     ag_tape *tape;
@@ -63,8 +66,11 @@ typedef struct qt_step_result {
  * updated) or QT_EXIT_INTERNAL (arena failure), after printing why. debug_nan_at: test hook. */
 int qt_session_step(qt_session *s, double lr, int64_t debug_nan_at, qt_step_result *r);
 
-/* Mean validation loss over cfg.run.eval_batches fixed batches (tape not recording), with the
- * model fake-quantized in format f (MX_FP32 = none). NAN on an arena failure (message printed). */
+/* Mean validation loss (tape not recording) with the model fake-quantized in format f (MX_FP32 =
+ * none): over cfg.run.eval_batches fixed batches of the corpus (pretrain), or over the answer
+ * tokens of the held-out problems (sft, grpo). NAN on an arena failure (message printed). */
 double qt_session_eval(qt_session *s, mx_format f);
+/* sft, grpo: held-out exact-match accuracy by greedy decoding in format f. NAN on failure. */
+double qt_session_accuracy(qt_session *s, mx_format f);
 
 #endif
