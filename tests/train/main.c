@@ -4,5 +4,5 @@
 int main(void) {
     return qtt_run_config() + qtt_run_ckpt() + qtt_run_model() + qtt_run_anchor() +
            qtt_run_format() + qtt_run_ptq_model() + qtt_run_crope_model() + qtt_run_packed() +
-           qtt_run_generate();
+           qtt_run_generate() + qtt_run_task_run();
 }

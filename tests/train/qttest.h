@@ -14,5 +14,6 @@ int qtt_run_ptq_model(void);
 int qtt_run_crope_model(void);
 int qtt_run_packed(void);
 int qtt_run_generate(void);
+int qtt_run_task_run(void);
 
 #endif
