@@ -3,6 +3,7 @@
 #include "quant/mx_internal.h"
 
 #include <float.h>
+#include <pthread.h>
 #include <string.h>
 
 /* clang-format off */
@@ -128,7 +129,22 @@ uint8_t mx_value_to_code(mx_format f, float v, mx_rounding r) {
     return (uint8_t)mx_encode(m, sign, &p);
 }
 
+/* Every format's table, built once: dequantizing a short stretch (one row of a packed QLoRA base
+ * per decoded token) must not pay 256 ldexpf calls each time. */
+static float code_tables[MX_FORMAT_COUNT][256];
+static pthread_once_t code_tables_once = PTHREAD_ONCE_INIT;
+
+static void build_code_tables(void) {
+    for (int f = 1; f < MX_FORMAT_COUNT; f++)
+        for (int c = 0; c < 256; c++)
+            code_tables[f][c] = mx_code_to_value((mx_format)f, (uint8_t)c);
+}
+
+const float *mx_code_table_of(mx_format f) {
+    pthread_once(&code_tables_once, build_code_tables);
+    return code_tables[f];
+}
+
 void mx_code_table(mx_format f, float table[256]) {
-    for (int c = 0; c < 256; c++)
-        table[c] = mx_code_to_value(f, (uint8_t)c);
+    memcpy(table, mx_code_table_of(f), 256 * sizeof *table);
 }

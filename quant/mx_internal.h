@@ -165,6 +165,8 @@ void mx_dequantize_block(const uint8_t *restrict codes, uint8_t scale, float *re
                          size_t n, const float *restrict table);
 /* table[c] = mx_code_to_value(f, c) for all 256 bytes. */
 void mx_code_table(mx_format f, float table[256]);
+/* The same table, shared and built once (thread-safe); f must be an MX format. */
+const float *mx_code_table_of(mx_format f);
 
 /* Blocks below this count run on one thread: starting a team costs more than they take. */
 #define MX_PARALLEL_MIN_BLOCKS 512

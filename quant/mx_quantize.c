@@ -87,8 +87,7 @@ void mx_dequantize(const uint8_t *codes, const uint8_t *scales, float *out, size
                    size_t cols, mx_format f) {
     if (!mx_info(f))
         return;
-    float table[256];
-    mx_code_table(f, table);
+    const float *table = mx_code_table_of(f);
     const size_t nb = mx_num_blocks(cols), total = rows * nb;
 #pragma omp parallel for schedule(static) if (total >= MX_PARALLEL_MIN_BLOCKS)
     for (size_t b = 0; b < total; b++) {
