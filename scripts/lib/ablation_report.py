@@ -14,26 +14,15 @@ import math
 import os
 import sys
 
+from evalcsv import die, read_rows
+
 PTQ = ["rtn", "gptq", "smoothquant+rtn", "smoothquant+gptq"]
 QAT = ["qat", "mfqat", "mfqat_anchor_sns"]
 ORDER = ["fp32", "ft_fp32"] + PTQ + ["ft_fp32+rtn"] + QAT
 
 
-def die(msg):
-    print(f"ablation_report.py: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
 def read_eval(path):
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        die(f"{path}: {e.strerror}")
-    need = {"format", "bits_per_element", "val_loss"}
-    if not rows or not need <= set(rows[0]):
-        die(f"{path}: not a qat-eval CSV (need columns {sorted(need)})")
-    return rows
+    return read_rows(path, {"format", "bits_per_element", "val_loss"})
 
 
 def collect(manifest, formats):

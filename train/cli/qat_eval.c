@@ -98,7 +98,12 @@ static int train_rows(qt_evaluator *e, const qt_ckpt *ck, const char *path, bool
         return QT_EXIT_CKPT;
     qt_quant base = qt_format_quant(&fs, MX_FP32);
     base.activations = acts;
-    if (base.weights_via != MX_FP32)
+    if (e->model->slots)
+        fprintf(stderr,
+                "qat-eval: weights: the frozen %s base of lora.init_from plus the adapters; each "
+                "format fake-quantizes the adapters (and activations), the base stays as packed\n",
+                qt_lora_base_name(e->cfg.lora.base_format));
+    else if (base.weights_via != MX_FP32)
         fprintf(stderr,
                 "qat-eval: weights: Slice-and-Scale of the %s-quantized float weights to each "
                 "format, as the run trained (quant.weights_via_anchor = true)\n",
@@ -195,6 +200,9 @@ static int run(void *arg, char *err) {
     if (anchor)
         printf("fp32 = the dequantized %s weights of the file, activations not quantized.\n",
                mx_format_name(a.format));
+    else if (e.model->slots)
+        printf("fp32 = the %s base and float32 adapters, nothing else quantized.\n",
+               qt_lora_base_name(e.cfg.lora.base_format));
     else
         printf("fp32 = the float32 weights, nothing quantized.\n");
     fflush(stdout);
