@@ -86,9 +86,9 @@ static void print_banner(const qt_session *s) {
     char what[160];
     if (c->run.mode == QT_MODE_GRPO)
         snprintf(what, sizeof what,
-                 "GRPO steps of %d prompts x %d completions (%d updates each, loss %s)",
+                 "GRPO steps of %d prompts x %d completions (%d update%s each, loss %s)",
                  c->grpo.prompts_per_step, c->grpo.group_size, c->grpo.iterations,
-                 qt_grpo_loss_name(c->grpo.loss_type));
+                 c->grpo.iterations == 1 ? "" : "s", qt_grpo_loss_name(c->grpo.loss_type));
     else if (c->run.mode == QT_MODE_SFT)
         snprintf(what, sizeof what, "SFT steps of %d problems (%d positions)", s->B, s->T);
     else
