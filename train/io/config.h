@@ -105,13 +105,13 @@ typedef struct qt_config {
         char targets[QT_PATH_MAX]; /* "all-linear" or a list of q,k,v,o,up,down */
         bool rslora, train_norms;
     } lora;
-    struct { /* run.mode = sft | grpo: the arithmetic task (data/task.c) */
+    struct {                        /* run.mode = sft | grpo: the arithmetic task (data/task.c) */
         int kind;                   /* a data_task_kind */
         int min_digits, max_digits; /* operand digit counts */
         int64_t eval_size;          /* held-out problems: never trained on, scored every eval */
         uint64_t eval_seed;         /* the held-out set is a function of (task keys, eval_seed) */
     } task;
-    struct { /* run.mode = grpo (train/run/grpo.c) */
+    struct {                                              /* run.mode = grpo (train/run/grpo.c) */
         int prompts_per_step, group_size, max_new_tokens; /* max_new_tokens 0: the task's longest */
         double temperature, top_p;
         int top_k;
@@ -140,9 +140,10 @@ int qt_config_load(qt_config *c, const char *path, char *err, size_t errlen);
  * the parts are ignored; a later --set of the same key wins. */
 int qt_config_set(qt_config *c, const char *assignment, char *err, size_t errlen);
 /* Cross-key checks (d_model % n_head, even head size for RoPE/CRoPE, even d_model for CRoPE,
- * min_lr <= lr, task digits and the context the task needs, what GRPO starts from), after re-checking every key's own range (fields may have been set by code).
- * Messages name every key involved, its value and where it was set:
- * "model.d_model = 130 (x.ini:3) is not divisible by model.n_head = 4 (default)". */
+ * min_lr <= lr, task digits and the context the task needs, what GRPO starts from), after
+ * re-checking every key's own range (fields may have been set by code). Messages name every key
+ * involved, its value and where it was set: "model.d_model = 130 (x.ini:3) is not divisible by
+ * model.n_head = 4 (default)". */
 int qt_config_validate(const qt_config *c, char *err, size_t errlen);
 
 /* The resolved configuration as INI text (every key, canonical formatting) — written to
@@ -170,8 +171,8 @@ int qt_config_model_diff(const qt_config *a, const qt_config *b, char *diff, siz
  * enum. */
 const char *qt_schedule_name(qt_schedule s);
 const char *qt_quant_mode_name(qt_quant_mode m);
-const char *qt_anchor_name(qt_anchor a);       /* "mxint8" | "mxfp8_e4m3" | "mxfp8_e5m2" */
-const char *qt_lora_base_name(qt_lora_base b); /* "nf4" | "mxint4" | ... */
+const char *qt_anchor_name(qt_anchor a);         /* "mxint8" | "mxfp8_e4m3" | "mxfp8_e5m2" */
+const char *qt_lora_base_name(qt_lora_base b);   /* "nf4" | "mxint4" | ... */
 const char *qt_grpo_scale_name(qt_grpo_scale s); /* "group" | "batch" | "none" */
 const char *qt_grpo_loss_name(qt_grpo_loss l);   /* "grpo" | "dr_grpo" | "dapo" */
 
