@@ -31,23 +31,16 @@ typedef struct opts {
 
 /* 0 parsed, 1 --help, -1 bad arguments (message printed). */
 static int parse_args(int argc, char **argv, opts *o) {
-    memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            return 1;
-        const char **slot = !strcmp(a, "--anchor")       ? &o->anchor
-                            : !strcmp(a, "--checkpoint") ? &o->ckpt
-                            : !strcmp(a, "--to")         ? &o->to
-                            : !strcmp(a, "--out")        ? &o->out
-                                                         : NULL;
-        if (!slot || !v) {
-            fprintf(stderr, "qat-convert: unknown or incomplete option '%s'\n", a);
-            return -1;
-        }
-        *slot = v;
-        i++;
-    }
+    const qt_cli_opt table[] = {
+        {"--anchor", &o->anchor},
+        {"--checkpoint", &o->ckpt},
+        {"--to", &o->to},
+        {"--out", &o->out},
+    };
+    int rc =
+        qt_cli_parse_strings("qat-convert", argc, argv, table, (int)(sizeof table / sizeof *table));
+    if (rc != 0)
+        return rc;
     if (!o->anchor == !o->ckpt) {
         fprintf(stderr, "qat-convert: give exactly one of --anchor FILE or --checkpoint FILE\n");
         return -1;

@@ -34,23 +34,16 @@ typedef struct opts {
 
 /* 0 parsed, 1 --help, -1 bad arguments (message printed). */
 static int parse_args(int argc, char **argv, opts *o) {
-    memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            return 1;
-        const char **slot = !strcmp(a, "--adapters") ? &o->adapters
-                            : !strcmp(a, "--base")   ? &o->base
-                            : !strcmp(a, "--out")    ? &o->out
-                            : !strcmp(a, "--format") ? &o->format
-                                                     : NULL;
-        if (!slot || !v) {
-            fprintf(stderr, "qat-merge: unknown or incomplete option '%s'\n", a);
-            return -1;
-        }
-        *slot = v;
-        i++;
-    }
+    const qt_cli_opt table[] = {
+        {"--adapters", &o->adapters},
+        {"--base", &o->base},
+        {"--out", &o->out},
+        {"--format", &o->format},
+    };
+    int rc =
+        qt_cli_parse_strings("qat-merge", argc, argv, table, (int)(sizeof table / sizeof *table));
+    if (rc != 0)
+        return rc;
     if (!o->adapters || !o->out) {
         fprintf(stderr, "qat-merge: --adapters and --out are required\n");
         return -1;

@@ -3,6 +3,28 @@
 #include "train/run/train.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+int qt_cli_parse_strings(const char *prog, int argc, char **argv, const qt_cli_opt *opts, int n) {
+    for (int i = 0; i < n; i++)
+        *opts[i].slot = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return 1;
+        const char **slot = NULL;
+        for (int k = 0; k < n && !slot; k++)
+            if (!strcmp(a, opts[k].name))
+                slot = opts[k].slot;
+        if (!slot || !v) {
+            fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, a);
+            return -1;
+        }
+        *slot = v;
+        i++;
+    }
+    return 0;
+}
 
 int qt_cli_main(const char *prog, int parsed, void (*usage)(FILE *f),
                 int (*run)(void *opts, char *err), void *opts) {

@@ -39,4 +39,13 @@ int qt_train(const qt_train_opts *o);
 int qt_cli_main(const char *prog, int parsed, void (*usage)(FILE *f),
                 int (*run)(void *opts, char *err), void *opts);
 
+/* Arguments that are all "--name value" string options: each value goes to its option's slot
+ * (slots start NULL; a repeated option keeps the last). Returns 0 parsed, 1 for --help/-h, -1 for
+ * an unknown option or one without a value (message printed, prefixed with prog). */
+typedef struct qt_cli_opt {
+    const char *name; /* "--out" */
+    const char **slot;
+} qt_cli_opt;
+int qt_cli_parse_strings(const char *prog, int argc, char **argv, const qt_cli_opt *opts, int n);
+
 #endif
