@@ -217,13 +217,8 @@ static int write_quantized(const merge *g, const qt_ckpt *ck, mx_format f, const
 static int run(void *arg, char *err) {
     const opts *o = arg;
     mx_format f = MX_FP32;
-    if (o->format && (mx_format_parse(o->format, &f) != 0 || !mx_format_is_mx(f))) {
-        snprintf(err, ERRLEN,
-                 "--format: '%s' is not an MX format (expected mxint8, mxint6, mxint4, mxint2, "
-                 "mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3, mxfp4_e2m1)",
-                 o->format);
+    if (o->format && qt_cli_mx_format("--format", o->format, &f, err, ERRLEN) != 0)
         return QT_EXIT_USAGE;
-    }
     qt_ckpt ck;
     if (qt_ckpt_read(o->adapters, &ck, err, ERRLEN) != 0)
         return QT_EXIT_CKPT;

@@ -125,13 +125,8 @@ static int run(void *arg, char *err) {
                  o->p.method);
         return QT_EXIT_USAGE;
     }
-    if (mx_format_parse(o->format, &o->p.format) != 0 || !mx_format_is_mx(o->p.format)) {
-        snprintf(err, ERRLEN,
-                 "--format: '%s' is not an MX format (expected mxint8, mxint6, mxint4, mxint2, "
-                 "mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3, mxfp4_e2m1)",
-                 o->format);
+    if (qt_cli_mx_format("--format", o->format, &o->p.format, err, ERRLEN) != 0)
         return QT_EXIT_USAGE;
-    }
     qt_ckpt ck;
     if (qt_ckpt_read(o->ckpt, &ck, err, ERRLEN) != 0)
         return QT_EXIT_CKPT;

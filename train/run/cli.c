@@ -41,3 +41,13 @@ int qt_cli_main(const char *prog, int parsed, void (*usage)(FILE *f),
     free(err);
     return rc;
 }
+
+int qt_cli_mx_format(const char *opt, const char *name, mx_format *f, char *err, size_t errlen) {
+    if (mx_format_parse(name, f) == 0 && mx_format_is_mx(*f))
+        return 0;
+    snprintf(err, errlen,
+             "%s: '%s' is not an MX format (expected mxint8, mxint6, mxint4, mxint2, mxfp8_e4m3, "
+             "mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3, mxfp4_e2m1)",
+             opt, name);
+    return -1;
+}

@@ -3,6 +3,8 @@
 #ifndef QAT_TRAIN_RUN_TRAIN_H
 #define QAT_TRAIN_RUN_TRAIN_H
 
+#include "quant/mx.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -47,5 +49,7 @@ typedef struct qt_cli_opt {
     const char **slot;
 } qt_cli_opt;
 int qt_cli_parse_strings(const char *prog, int argc, char **argv, const qt_cli_opt *opts, int n);
+/* The MX format named by option opt ("--format"): 0, or -1 with a message listing the nine. */
+int qt_cli_mx_format(const char *opt, const char *name, mx_format *f, char *err, size_t errlen);
 
 #endif
