@@ -221,6 +221,9 @@ int data_task_make(char op, uint64_t a, uint64_t b, data_task_problem *p);
  * is invalid; validate once with data_task_cfg_validate to get a message. */
 int data_task_next(const data_task_cfg *cfg, data_rng *rng, data_task_problem *p);
 
+/* Bytes of the longest prompt cfg can draw ("A+B=" with max_digits operands); cfg is not
+ * validated. */
+size_t data_task_max_prompt_len(const data_task_cfg *cfg);
 /* Bytes of the longest problem cfg can produce: prompt, answer and terminator, e.g. 10 for 2-digit
  * addition ("99+99=198\n") and 11 for 2-digit mul/mixed ("99*99=9801\n"). 0 if cfg is invalid.
  * A model needs a context of data_task_max_len(cfg) - 1 tokens: the terminator is only ever a

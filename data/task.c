@@ -149,11 +149,15 @@ int data_task_next(const data_task_cfg *cfg, data_rng *rng, data_task_problem *p
     return 0;
 }
 
+size_t data_task_max_prompt_len(const data_task_cfg *cfg) {
+    return 2 * (size_t)cfg->max_digits + 2; /* "A+B=" with both operands at max_digits */
+}
+
 size_t data_task_max_len(const data_task_cfg *cfg) {
     if (data_task_cfg_validate(cfg, NULL, 0) != 0)
         return 0;
     uint64_t m = pow10_u64[cfg->max_digits] - 1; /* the largest operand */
-    size_t prompt = 2 * (size_t)cfg->max_digits + 2;
+    size_t prompt = data_task_max_prompt_len(cfg);
     size_t answer = cfg->kind == DATA_TASK_ADD ? n_digits(m + m) : n_digits(m * m);
     return prompt + answer + 1;
 }

@@ -67,7 +67,7 @@ static int validate_task(const qt_config *c, char *err, size_t errlen) {
     int64_t need = longest - 1;
     if (c->run.mode == QT_MODE_GRPO && c->grpo.max_new_tokens > 0) {
         /* the longest prompt is longest - (answer + 1); its completion is fed but the last token */
-        int64_t prompt = 2 * c->task.max_digits + 2;
+        int64_t prompt = (int64_t)data_task_max_prompt_len(&tc);
         if (prompt + c->grpo.max_new_tokens - 1 > need)
             need = prompt + c->grpo.max_new_tokens - 1;
     }

@@ -38,7 +38,8 @@ int qt_grpo_create(qt_session *s, char *err, size_t errlen) {
     g->G = c->grpo.group_size;
     g->N = g->P * g->G;
     g->max_new = s->task.max_new;
-    g->Tb = 2 * c->task.max_digits + 2 + g->max_new - 1; /* validated to be <= seq_len */
+    /* validated to be <= seq_len */
+    g->Tb = (int)data_task_max_prompt_len(&s->task.cfg) + g->max_new - 1;
     size_t N = (size_t)g->N, rows = N * (size_t)g->Tb;
     g->prompts = calloc((size_t)g->P, sizeof *g->prompts);
     g->x = calloc(rows, sizeof *g->x);

@@ -24,7 +24,7 @@ int qt_task_open(qt_task *t, const qt_config *c, char *err, size_t errlen) {
         return -1;
     }
     /* the longest answer: the longest sample minus the shortest prompt that reaches it */
-    int longest = (int)data_task_max_len(&t->cfg) - (2 * t->cfg.max_digits + 2);
+    int longest = (int)(data_task_max_len(&t->cfg) - data_task_max_prompt_len(&t->cfg));
     t->max_new = c->grpo.max_new_tokens > 0 ? c->grpo.max_new_tokens : longest;
     return 0;
 }
