@@ -63,4 +63,40 @@ void ag_frz_forward(ag_frz *c, const ag_tensor *x, void *y);
 /* dx (R, IC) += dy·W, dy (R, OC): the backward of ag_frozen_linear. Never allocates. */
 void ag_frz_backward(ag_frz *c, const ag_tensor *x, const void *dy, void *dx);
 
+/* ---- gemm.c: products split into row panels (thread-count independent) --------------------- */
+
+/* C (M,N) = alpha·op(A)·op(B) + beta·C, row-major, op = transpose when ta/tb. Large products are
+ * split into ag_gemm_panels(M,N,K) fixed row panels, each one single-threaded BLAS call, run on
+ * the OpenMP threads: faster than BLAS's own threading on the linear layers' shapes, and the
+ * result depends on the shape only, not on the thread count. An unsplit product is one BLAS call
+ * with BLAS's own threads. */
+void ag_gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+void ag_gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double *A, int lda,
+                 const double *B, int ldb, double beta, double *C, int ldc);
+/* Independent products (no C overlaps another product's A, B or C), computed concurrently as one
+ * task list of their panels. Each product comes out exactly as ag_gemm computes it alone, except
+ * that an unsplit one, run beside others, is a single-threaded task: with two or more tasks the
+ * results never depend on the thread count. n <= AG_GEMM_MANY_MAX. */
+enum { AG_GEMM_MANY_MAX = 4 };
+#define AG_GEMM_ARGS(REAL)                                                                         \
+    struct {                                                                                       \
+        bool ta, tb;                                                                               \
+        int M, N, K;                                                                               \
+        REAL alpha;                                                                                \
+        const REAL *A;                                                                             \
+        int lda;                                                                                   \
+        const REAL *B;                                                                             \
+        int ldb;                                                                                   \
+        REAL beta;                                                                                 \
+        REAL *C;                                                                                   \
+        int ldc;                                                                                   \
+    }
+typedef AG_GEMM_ARGS(float) ag_gemm_args_f32;
+typedef AG_GEMM_ARGS(double) ag_gemm_args_f64;
+void ag_gemm_many_f32(const ag_gemm_args_f32 *g, int n);
+void ag_gemm_many_f64(const ag_gemm_args_f64 *g, int n);
+/* How many row panels ag_gemm uses for an (M,N,K) product (1: one plain BLAS call). */
+int ag_gemm_panels(int M, int N, int K);
+
 #endif

@@ -17,6 +17,9 @@
 #define R_SQRT(x) sqrtf(x)
 #define R_LOG(x) logf(x)
 #define R_GEMM cblas_sgemm
+#define R_GEMM_PANELS ag_gemm_f32
+#define R_GEMM_ARGS ag_gemm_args_f32
+#define R_GEMM_MANY ag_gemm_many_f32
 #elif defined(AG_REAL_F64)
 #define REAL double
 #define K(name) name##_f64
@@ -25,6 +28,9 @@
 #define R_SQRT(x) sqrt(x)
 #define R_LOG(x) log(x)
 #define R_GEMM cblas_dgemm
+#define R_GEMM_PANELS ag_gemm_f64
+#define R_GEMM_ARGS ag_gemm_args_f64
+#define R_GEMM_MANY ag_gemm_many_f64
 #else
 #error "define AG_REAL_F32 or AG_REAL_F64 before including real_begin.h"
 #endif

@@ -38,6 +38,7 @@ int agt_run_dropout(void);
 int agt_run_lora_linear(void);
 int agt_run_assign(void);
 int agt_run_grpo(void);
+int agt_run_gemm(void);
 
 /* ---- fake_packed.c: a packed stand-in for frozen-weight tests ---------------------------------
  */

@@ -63,7 +63,7 @@ int main(void) {
     int failed = agt_run_core() + agt_run_ops_basic() + agt_run_ops_nn() + agt_run_fakequant() +
                  agt_run_fastmath() + agt_run_clinear() + agt_run_frozen_linear() +
                  agt_run_dropout() + agt_run_lora_linear() + agt_run_assign();
-    failed += agt_run_grpo();
+    failed += agt_run_grpo() + agt_run_gemm();
     const struct CMUnitTest coverage[] = {cmocka_unit_test(test_every_op_has_gradcheck)};
     failed += cmocka_run_group_tests_name("autograd_coverage", coverage, NULL, NULL);
     return failed;
