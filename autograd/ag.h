@@ -216,8 +216,15 @@ ag_tensor *ag_embedding(ag_tape *t, ag_tensor *table, const int32_t *ids, int64_
 /* Rotary embedding on x [B,T,C] split in n_head heads of HS = C/n_head: the interleaved pair
  * (2j, 2j+1) of each head at position pos0+t is rotated by angle (pos0+t)·base^(-2j/HS). */
 ag_tensor *ag_rope(ag_tape *t, ag_tensor *x, int n_head, int64_t pos0, double base);
+/* The same rotation on the q and k thirds of a packed projection qkv [B,T,3C] = [q | k | v]
+ * (n_head heads each); v is copied unrotated. For ag_attention_packed. */
+ag_tensor *ag_rope_packed(ag_tape *t, ag_tensor *qkv, int n_head, int64_t pos0, double base);
 /* Fused causal multi-head attention: q,k,v [B,T,C] → [B,T,C], softmax(q kᵀ/√HS) v per head. */
 ag_tensor *ag_attention(ag_tape *t, ag_tensor *q, ag_tensor *k, ag_tensor *v, int n_head);
+/* The same attention over one packed projection qkv [B,T,3C] = [q | k | v] along its last dim
+ * (the output of one linear layer by the stacked [3C,C] weight): → [B,T,C], bit for bit what
+ * ag_attention gives on the three slices; the gradient goes into qkv's. No split, no copy. */
+ag_tensor *ag_attention_packed(ag_tape *t, ag_tensor *qkv, int n_head);
 /* Mean over rows with targets[r] >= 0 of -log softmax(logits[r])[targets[r]]; logits [N,V]
  * (or [B,T,V]); targets (N entries, copied) < 0 are ignored. Output: scalar tensor (ndim 0).
  * If no target is valid the loss is 0. */

@@ -124,12 +124,13 @@ typedef struct mm_shape {
     int IC, OC, count;
 } mm_shape;
 
-#define SG_CASES (4 * 3) /* up to 4 shapes x 3 transpose patterns */
+#define SG_SHAPES 5
+#define SG_CASES (SG_SHAPES * 3) /* up to SG_SHAPES shapes x 3 transpose patterns */
 
 /* sgemm on the model's shapes, one round (every case once) after each timed step, so that the
  * ceiling and the step are measured under the same load. */
 typedef struct sgemm_bench {
-    mm_shape sh[4];
+    mm_shape sh[SG_SHAPES];
     int n_sh, R, rounds, cap;
     float *x, *dy, *w, *out;
     double *t[SG_CASES]; /* seconds, one per round */
@@ -351,6 +352,53 @@ static ag_tensor *project_op(prof *p, qt_model *m, int role, ag_tensor *x, ag_te
     return done(p, role, ag_clinear(p->tape, x, re, im));
 }
 
+/* gpt.c's qkv_weight: wq, wk, wv as one [3C,C] view when they lie back to back, else NULL. */
+static ag_tensor *qkv_view(ag_tape *t, const qt_block *k) {
+    if (!k->wq || !k->wk || !k->wv || k->wq_im || k->wq->ndim != 2 || !k->wq->grad)
+        return NULL;
+    const ag_tensor *w[3] = {k->wq, k->wk, k->wv};
+    size_t n = k->wq->numel;
+    for (int j = 0; j < 3; j++)
+        if (!ag_same_shape(w[j], k->wq) || w[j]->requires_grad != k->wq->requires_grad ||
+            (float *)w[j]->data != (float *)k->wq->data + j * n ||
+            (float *)w[j]->grad != (float *)k->wq->grad + j * n)
+            return NULL;
+    ag_tensor *v = ag_tape_alloc(t, sizeof *v);
+    if (!v)
+        return NULL;
+    int64_t shape[2] = {3 * k->wq->shape[0], k->wq->shape[1]};
+    ag_tensor_wrap(v, AG_F32, k->wq->data, k->wq->grad, 2, shape);
+    v->requires_grad = k->wq->requires_grad;
+    return v;
+}
+
+/* gpt.c's attention up to the output projection: the fused q/k/v GEMM (and packed rope) into
+ * packed attention, or three projections (CRoPE). a is ln1's output, quantized. */
+static ag_tensor *attention_op(prof *p, qt_model *m, qt_block *k, ag_tensor *a) {
+    ag_tape *t = p->tape;
+    ag_tensor *w3 = a ? qkv_view(t, k) : NULL;
+    if (w3) {
+        ag_tensor *qkv = linear_op(p, m, R_QKV, a, w3);
+        if (m->positions == QT_POS_ROPE) {
+            mark(p);
+            qkv = done(p, R_ROPE, ag_rope_packed(t, qkv, m->NH, 0, BENCH_ROPE_BASE));
+        }
+        mark(p);
+        return done(p, R_ATTN, ag_attention_packed(t, qkv, m->NH));
+    }
+    ag_tensor *q = project_op(p, m, R_QKV, a, k->wq, k->wq_im);
+    ag_tensor *kk = project_op(p, m, R_QKV, a, k->wk, k->wk_im);
+    ag_tensor *v = project_op(p, m, R_QKV, a, k->wv, k->wv_im);
+    if (m->positions == QT_POS_ROPE) {
+        mark(p);
+        q = done(p, R_ROPE, ag_rope(t, q, m->NH, 0, BENCH_ROPE_BASE));
+        mark(p);
+        kk = done(p, R_ROPE, ag_rope(t, kk, m->NH, 0, BENCH_ROPE_BASE));
+    }
+    mark(p);
+    return done(p, R_ATTN, ag_attention(t, q, kk, v, m->NH));
+}
+
 /* The op sequence of qt_model_loss (train/model/gpt.c), one timer per op. */
 static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const int32_t *y, int B,
                                 int T) {
@@ -364,17 +412,7 @@ static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const in
     for (int i = 0; i < m->L; i++) {
         qt_block *k = &m->blocks[i];
         ag_tensor *a = quant_in(p, m, norm_op(p, m, h, k->ln1_w, k->ln1_b));
-        ag_tensor *q = project_op(p, m, R_QKV, a, k->wq, k->wq_im);
-        ag_tensor *kk = project_op(p, m, R_QKV, a, k->wk, k->wk_im);
-        ag_tensor *v = project_op(p, m, R_QKV, a, k->wv, k->wv_im);
-        if (m->positions == QT_POS_ROPE) {
-            mark(p);
-            q = done(p, R_ROPE, ag_rope(t, q, m->NH, 0, BENCH_ROPE_BASE));
-            mark(p);
-            kk = done(p, R_ROPE, ag_rope(t, kk, m->NH, 0, BENCH_ROPE_BASE));
-        }
-        mark(p);
-        ag_tensor *att = done(p, R_ATTN, ag_attention(t, q, kk, v, m->NH));
+        ag_tensor *att = attention_op(p, m, k, a);
         ag_tensor *o = project_op(p, m, R_WO, quant_in(p, m, att), k->wo, k->wo_im);
         mark(p);
         h = done(p, R_RESID, ag_add(t, h, o));
@@ -670,12 +708,21 @@ int main(int argc, char **argv) {
     printf("step arena after warm-up: %.1f MB peak\n",
            (double)ag_arena_peak(ag_tape_arena(s.tape)) / 1e6);
 
-    int total_lin = 4 * m->L;
-    mm_shape sh[4] = {{"qkv/wo", m->C, m->C, total_lin},
-                      {"mlp.up", m->C, m->F, m->L},
-                      {"mlp.down", m->F, m->C, m->L},
-                      {"lm_head", m->C, m->V, 1}};
-    if (do_sgemm && sgemm_init(&sg_b, sh, 4, B * T, steps) != 0) {
+    /* gpt.c multiplies by wq, wk, wv stacked into one [3C,C] weight when they are plain real
+     * matrices (not CRoPE's planes); the sgemm ceiling uses the shapes the step runs. */
+    bool fused = m->L > 0 && m->blocks[0].wq && !m->blocks[0].wq_im;
+    int n_sh = 0;
+    mm_shape sh[SG_SHAPES];
+    if (fused) {
+        sh[n_sh++] = (mm_shape){"qkv", m->C, 3 * m->C, m->L};
+        sh[n_sh++] = (mm_shape){"wo", m->C, m->C, m->L};
+    } else {
+        sh[n_sh++] = (mm_shape){"qkv/wo", m->C, m->C, 4 * m->L};
+    }
+    sh[n_sh++] = (mm_shape){"mlp.up", m->C, m->F, m->L};
+    sh[n_sh++] = (mm_shape){"mlp.down", m->F, m->C, m->L};
+    sh[n_sh++] = (mm_shape){"lm_head", m->C, m->V, 1};
+    if (do_sgemm && sgemm_init(&sg_b, sh, n_sh, B * T, steps) != 0) {
         fprintf(stderr, "bench_train: out of memory for the sgemm measurement\n");
         goto out;
     }

@@ -52,24 +52,24 @@ ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b) {
 void ag_add_backward(ag_node *n) {
     ag_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     size_t P = b->numel, R = P ? a->numel / P : 0;
-    bool f32 = y->dtype == AG_F32;
+    bool f32 = y->dtype == AG_F32, as_a = n->assign & 1u, as_b = n->assign & 2u;
     if (a->requires_grad) {
         if (f32)
-            add_acc_f32(a->grad, y->grad, a->numel);
+            add_acc_f32(a->grad, y->grad, a->numel, as_a);
         else
-            add_acc_f64(a->grad, y->grad, a->numel);
+            add_acc_f64(a->grad, y->grad, a->numel, as_a);
     }
     if (b->requires_grad) {
         if (R == 1) {
             if (f32)
-                add_acc_f32(b->grad, y->grad, P);
+                add_acc_f32(b->grad, y->grad, P, as_b);
             else
-                add_acc_f64(b->grad, y->grad, P);
+                add_acc_f64(b->grad, y->grad, P, as_b);
         } else {
             if (f32)
-                add_rows_backward_f32(y->grad, b->grad, R, P);
+                add_rows_backward_f32(y->grad, b->grad, R, P, as_b);
             else
-                add_rows_backward_f64(y->grad, b->grad, R, P);
+                add_rows_backward_f64(y->grad, b->grad, R, P, as_b);
         }
     }
 }

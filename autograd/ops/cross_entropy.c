@@ -77,14 +77,20 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *target
 void ag_cross_entropy_backward(ag_node *n) {
     ag_tensor *x = n->in[0], *loss = n->out;
     const ce_ctx *c = n->ctx;
-    if (!x->requires_grad || c->n_valid == 0)
+    bool assign = n->assign & 1u;
+    if (!x->requires_grad)
         return;
+    if (c->n_valid == 0) { /* a zero gradient: only an assigned buffer needs writing */
+        if (assign)
+            memset(x->grad, 0, x->numel * ag_dtype_size(x->dtype));
+        return;
+    }
     size_t V = (size_t)x->shape[x->ndim - 1], N = x->numel / V; /* n_valid > 0 implies V > 0 */
     if (x->dtype == AG_F32) {
         float g = (float)((double)*(float *)loss->grad / (double)c->n_valid);
-        ce_backward_rows_f32(x->data, c->targets, c->mx, c->ls, g, x->grad, N, V);
+        ce_backward_rows_f32(x->data, c->targets, c->mx, c->ls, g, x->grad, N, V, assign);
     } else {
         double g = *(double *)loss->grad / (double)c->n_valid;
-        ce_backward_rows_f64(x->data, c->targets, c->mx, c->ls, g, x->grad, N, V);
+        ce_backward_rows_f64(x->data, c->targets, c->mx, c->ls, g, x->grad, N, V, assign);
     }
 }

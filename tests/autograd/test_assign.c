@@ -33,7 +33,16 @@ static void test_planner_marks_first_writers(void **state) {
     assert_int_equal(la->assign, 0u); /* then accumulates */
     assert_int_equal(g2->assign, 1u); /* first writer of a's gradient */
     assert_int_equal(g1->assign, 0u);
-    assert_int_equal(ag_tape_node(t, 4)->assign, 0u); /* add does not assign */
+    /* add assigns both inputs when it writes them first: (g1 + g2) and b from the last add,
+     * g1 and g2 from the first. */
+    assert_int_equal(ag_tape_node(t, 5)->assign, 3u);
+    assert_int_equal(ag_tape_node(t, 4)->assign, 3u);
+    ag_tape_free(t);
+    /* add(x, x) is never assigned; a broadcast b (bias) is: its sums start from 0. */
+    t = ag_tape_create(1 << 20, 0, 64);
+    ag_tensor *xx = ag_add(t, in[0], in[0]);
+    assert_int_equal(ag_backward_prepare(t, xx), 0);
+    assert_int_equal(ag_tape_node(t, 0)->assign, 0u);
     ag_tape_free(t);
     /* linear(w, w): the same tensor twice in one node is never assigned. */
     t = ag_tape_create(1 << 20, 0, 64);
@@ -57,10 +66,33 @@ static void test_shared_consumers_gradcheck(void **state) {
         agt_free(in[i]);
 }
 
+/* A residual stream: h1 = x + linear(x), h2 = h1 + 2·bias (broadcast onto an arena bias: add
+ * assigns its row sums), logits = h2 + gelu(h1) (h1 read by an add and a GELU), and
+ * cross-entropy assigning the logits' gradient, ignored rows included. */
+static ag_tensor *residual_graph(ag_tape *t, ag_tensor **in, void *ctx) {
+    const int32_t *tg = ctx;
+    ag_tensor *h1 = ag_add(t, in[0], ag_linear(t, in[0], in[1]));
+    ag_tensor *h2 = ag_add(t, h1, ag_scale(t, in[2], 2.0));
+    return ag_cross_entropy(t, ag_add(t, h2, ag_gelu(t, h1)), tg);
+}
+
+static void test_residual_adds_gradcheck(void **state) {
+    (void)state;
+    int64_t sx[2] = {4, 5}, sw[2] = {5, 5}, sb[1] = {5};
+    ag_tensor *in[3] = {agt_rand(2, sx, -1, 1, 21, true), agt_rand(2, sw, -1, 1, 22, true),
+                        agt_rand(1, sb, -1, 1, 23, true)};
+    int32_t tg[4] = {1, -1, 4, 0}, none[4] = {-1, -1, -1, -1};
+    agt_gradcheck("residual adds + cross-entropy", residual_graph, tg, in, 3);
+    agt_gradcheck("residual adds, no valid target", residual_graph, none, in, 3);
+    for (int i = 0; i < 3; i++)
+        agt_free(in[i]);
+}
+
 int agt_run_assign(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planner_marks_first_writers),
         cmocka_unit_test(test_shared_consumers_gradcheck),
+        cmocka_unit_test(test_residual_adds_gradcheck),
     };
     return cmocka_run_group_tests_name("autograd_assign", tests, NULL, NULL);
 }

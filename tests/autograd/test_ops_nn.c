@@ -601,6 +601,173 @@ static void test_rope_attention_gradcheck(void **state) {
     agt_free(v);
 }
 
+/* ---- packed attention (one [B,T,3C] projection) ------------------------------------------- */
+
+static ag_tensor *build_attention_packed(ag_tape *t, ag_tensor **in, void *ctx) {
+    return ag_attention_packed(t, in[0], *(const int *)ctx);
+}
+
+/* qkv also feeds a linear layer whose backward runs first and assigns qkv's gradient, so
+ * attention accumulates into it (the unassigned path of the packed op). */
+static ag_tensor *build_attention_packed_shared(ag_tape *t, ag_tensor **in, void *ctx) {
+    return ag_add(t, ag_attention_packed(t, in[0], *(const int *)ctx), ag_linear(t, in[0], in[1]));
+}
+
+/* q is also added to the output: add's backward writes q's gradient first (zero-filled), then
+ * attention accumulates; k and v are assigned by attention. */
+static ag_tensor *build_attention_shared_q(ag_tape *t, ag_tensor **in, void *ctx) {
+    return ag_add(t, ag_attention(t, in[0], in[1], in[2], *(const int *)ctx), in[0]);
+}
+
+/* [q | k | v] along the last dim of one (B,T,3C) tensor. */
+static ag_tensor *pack3(ag_tensor *const *x, bool requires_grad) {
+    int64_t B = x[0]->shape[0], T = x[0]->shape[1], C = x[0]->shape[2], sh[3] = {B, T, 3 * C};
+    ag_tensor *p = agt_rand(3, sh, 0, 0, 0, requires_grad);
+    for (int64_t r = 0; r < B * T; r++)
+        for (int j = 0; j < 3; j++)
+            memcpy((double *)p->data + r * 3 * C + j * C, (const double *)x[j]->data + r * C,
+                   (size_t)C * sizeof(double));
+    return p;
+}
+
+/* Float: the packed op gives the output and the q, k, v gradients of ag_attention on the three
+ * slices bit for bit (the same GEMMs, read with another row stride), whether it assigns its
+ * gradient (fresh arena buffer) or accumulates into a caller's. T = 70 spans three row blocks. */
+static void test_attention_packed_matches_unpacked(void **state) {
+    (void)state;
+    const int64_t B = 2, T = 70, C = 12;
+    const int NH = 3;
+    int64_t sh[3] = {B, T, C};
+    ag_tensor *xd[3] = {agt_rand(3, sh, -2, 2, 131, true), agt_rand(3, sh, -2, 2, 132, true),
+                        agt_rand(3, sh, -1, 1, 133, true)};
+    ag_tensor *pd = pack3(xd, true);
+    ag_tensor *x[3] = {to_f32(xd[0]), to_f32(xd[1]), to_f32(xd[2])}, *p = to_f32(pd);
+    float *seed = malloc((size_t)(B * T * C) * sizeof *seed);
+    for (int64_t i = 0; i < B * T * C; i++)
+        seed[i] = (float)((i * 7919) % 23 - 11) * 0.125f;
+    void *own[4] = {x[0]->grad, x[1]->grad, x[2]->grad, p->grad}; /* zeroed caller grads */
+    for (int assigned = 0; assigned < 2; assigned++) {
+        ag_tape *t = ag_tape_create(1 << 22, 0, 16), *tp = ag_tape_create(1 << 22, 0, 16);
+        for (int j = 0; j < 3; j++) /* arena gradients, which attention assigns, or the caller's */
+            x[j]->grad = assigned ? NULL : own[j];
+        p->grad = assigned ? NULL : own[3];
+        ag_tensor *y = ag_attention(t, x[0], x[1], x[2], NH), *yp = ag_attention_packed(tp, p, NH);
+        assert_non_null(y);
+        assert_non_null(yp);
+        assert_memory_equal(y->data, yp->data, y->numel * sizeof(float));
+        assert_int_equal(ag_backward(t, y, seed), 0);
+        assert_int_equal(ag_backward(tp, yp, seed), 0);
+        assert_int_equal(ag_tape_node(t, 0)->assign, assigned ? 7u : 0u);
+        assert_int_equal(ag_tape_node(tp, 0)->assign, assigned ? 1u : 0u);
+        for (int64_t r = 0; r < B * T; r++)
+            for (int j = 0; j < 3; j++)
+                assert_memory_equal((const float *)x[j]->grad + r * C,
+                                    (const float *)p->grad + r * 3 * C + j * C,
+                                    (size_t)C * sizeof(float));
+        ag_tape_free(t);
+        ag_tape_free(tp);
+    }
+    for (int j = 0; j < 3; j++) {
+        x[j]->grad = own[j];
+        free_f32(x[j]);
+        agt_free(xd[j]);
+    }
+    p->grad = own[3];
+    free_f32(p);
+    agt_free(pd);
+    free(seed);
+}
+
+static void test_attention_packed_gradcheck(void **state) {
+    (void)state;
+    int NH = 3;
+    int64_t sh[3] = {2, 5, 36}, sw[2] = {12, 36}, sl[3] = {1, 67, 12};
+    ag_tensor *in[2] = {agt_rand(3, sh, -2, 2, 141, true), agt_rand(2, sw, -1, 1, 142, true)};
+    agt_gradcheck("attention packed", build_attention_packed, &NH, in, 1);
+    agt_gradcheck("attention packed, accumulated", build_attention_packed_shared, &NH, in, 2);
+    agt_free(in[0]);
+    agt_free(in[1]);
+    /* T = 67 crosses a row-block boundary: dk, dv gather from two blocks into cleared slices. */
+    ag_tensor *l = agt_rand(3, sl, -2, 2, 143, true);
+    NH = 2;
+    agt_gradcheck("attention packed T=67", build_attention_packed, &NH, &l, 1);
+    agt_free(l);
+    int64_t s3[3] = {2, 67, 4};
+    ag_tensor *q[3] = {agt_rand(3, s3, -2, 2, 144, true), agt_rand(3, s3, -2, 2, 145, true),
+                       agt_rand(3, s3, -1, 1, 146, true)};
+    agt_gradcheck("attention, q shared", build_attention_shared_q, &NH, q, 3);
+    for (int j = 0; j < 3; j++)
+        agt_free(q[j]);
+}
+
+/* Packed rope: the q and k thirds rotated exactly as ag_rope rotates them apart (float, bit for
+ * bit), v copied; and gradient checks of packed rope into packed attention, with rope assigning
+ * its gradient (first writer) or accumulating (qkv also read by a linear layer). */
+static ag_tensor *build_rope_packed_attention(ag_tape *t, ag_tensor **in, void *ctx) {
+    (void)ctx;
+    return ag_attention_packed(t, ag_rope_packed(t, in[0], 2, 3, 100.0), 2);
+}
+
+static ag_tensor *build_rope_packed_shared(ag_tape *t, ag_tensor **in, void *ctx) {
+    (void)ctx;
+    ag_tensor *r = ag_rope_packed(t, in[0], 2, 3, 100.0);
+    return ag_add(t, ag_attention_packed(t, r, 2), ag_linear(t, r, in[1]));
+}
+
+static void test_rope_packed(void **state) {
+    (void)state;
+    const int64_t B = 2, T = 5, C = 12;
+    int64_t sh[3] = {B, T, C};
+    ag_tensor *xd[3] = {agt_rand(3, sh, -2, 2, 151, false), agt_rand(3, sh, -2, 2, 152, false),
+                        agt_rand(3, sh, -1, 1, 153, false)};
+    ag_tensor *pd = pack3(xd, false);
+    ag_tensor *x[3] = {to_f32(xd[0]), to_f32(xd[1]), to_f32(xd[2])}, *p = to_f32(pd);
+    ag_tape *t = new_tape();
+    ag_tensor *rq = ag_rope(t, x[0], 3, 7, 10000.0), *rk = ag_rope(t, x[1], 3, 7, 10000.0);
+    ag_tensor *rp = ag_rope_packed(t, p, 3, 7, 10000.0);
+    assert_non_null(rp);
+    const ag_tensor *want[3] = {rq, rk, x[2]};
+    for (int64_t r = 0; r < B * T; r++)
+        for (int j = 0; j < 3; j++)
+            assert_memory_equal((const float *)want[j]->data + r * C,
+                                (const float *)rp->data + r * 3 * C + j * C,
+                                (size_t)C * sizeof(float));
+    assert_null(ag_rope_packed(t, x[0], 3, 7, 10000.0)); /* 12 = 3C with C = 4: HS 4/3 */
+    ag_tape_free(t);
+    for (int j = 0; j < 3; j++) {
+        free_f32(x[j]);
+        agt_free(xd[j]);
+    }
+    free_f32(p);
+    agt_free(pd);
+    int64_t sp[3] = {2, 6, 36}, sw[2] = {12, 36};
+    ag_tensor *in[2] = {agt_rand(3, sp, -2, 2, 154, true), agt_rand(2, sw, -1, 1, 155, true)};
+    agt_gradcheck("rope packed + attention packed", build_rope_packed_attention, NULL, in, 1);
+    agt_gradcheck("rope packed, accumulated", build_rope_packed_shared, NULL, in, 2);
+    agt_free(in[0]);
+    agt_free(in[1]);
+}
+
+static void test_attention_packed_rejects_bad_shapes(void **state) {
+    (void)state;
+    int64_t s7[3] = {2, 4, 7}, s2[2] = {4, 6}, s18[3] = {1, 3, 18};
+    ag_tensor *a = agt_rand(3, s7, -1, 1, 1, false), *b = agt_rand(2, s2, -1, 1, 2, false);
+    ag_tensor *c = agt_rand(3, s18, -1, 1, 3, false);
+    ag_tape *t = new_tape();
+    assert_null(ag_attention_packed(t, a, 1)); /* 7 is not 3C */
+    assert_null(ag_attention_packed(t, b, 1)); /* not [B,T,3C] */
+    assert_null(ag_attention_packed(t, NULL, 1));
+    assert_null(ag_attention_packed(t, c, 4)); /* 4 does not divide C = 6 */
+    assert_null(ag_attention_packed(t, c, 0));
+    ag_tensor *y = ag_attention_packed(t, c, 3);
+    assert_non_null(y);
+    assert_int_equal(y->shape[2], 6);
+    ag_tape_free(t);
+    agt_free(a);
+    agt_free(b);
+    agt_free(c);
+}
+
 static void test_attention_rejects_bad_shapes(void **state) {
     (void)state;
     int64_t sa[3] = {2, 4, 6}, sb[3] = {2, 5, 6};
@@ -730,6 +897,10 @@ int agt_run_ops_nn(void) {
         cmocka_unit_test(test_attention_gradcheck),
         cmocka_unit_test(test_rope_attention_gradcheck),
         cmocka_unit_test(test_attention_rejects_bad_shapes),
+        cmocka_unit_test(test_attention_packed_matches_unpacked),
+        cmocka_unit_test(test_attention_packed_gradcheck),
+        cmocka_unit_test(test_attention_packed_rejects_bad_shapes),
+        cmocka_unit_test(test_rope_packed),
         cmocka_unit_test(test_float_accumulates_and_is_deterministic),
     };
     return cmocka_run_group_tests_name("autograd_ops_nn", tests, NULL, NULL);

@@ -19,28 +19,29 @@ lora_config() { # OUT_DIR BASE_FORMAT
     "dropout = 0.1"
 }
 A=$(lora_config "$WORK/a" nf4)
-RUN=(--set "data.corpus=$NEW" --set optim.lr=1e-2 --set run.steps=60)
+RUN=(--set "data.corpus=$NEW" --set optim.lr=1e-2 --set run.steps=100)
 "$TRAIN" "$A" "${RUN[@]}" 2> "$WORK/a.log" || { cat "$WORK/a.log"; fail "qlora run"; }
 # tiny model: L=2, C=32, F=64 -> base 2·(4·32² + 2·32·64) = 16384 weights; adapters r=4:
 # per block 4·4·(32+32) + 4·(32+64) + 4·(64+32) = 1792, two blocks 3584.
 grep -q "QLoRA: frozen base of 16384 weights in nf4, .* 3584 trainable parameters (adapters rank 4 on all-linear, scale 4)" \
   "$WORK/a.log" || { cat "$WORK/a.log"; fail "banner"; }
 # The loss on the new text's validation split falls well below the base model's.
+# (100 steps: at 60 the fall ranged 0.11-0.45 over base seeds and float rounding; at 100, 0.27-0.52.)
 "$EVAL" --checkpoint "$BASE" --corpus "$NEW" --formats fp32 --csv "$WORK/base.csv" > /dev/null 2>&1 || fail "eval base"
 first=$(awk -F, '$1 == "fp32" { print $3 }' "$WORK/base.csv"); last=$(awk -F, '$6 != "" { v = $6 } END { print v }' "$WORK/a/metrics.csv")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.15) }' || fail "val loss on the new text did not fall: $first -> $last"
-CK="$WORK/a/ckpt/step_0000060.h5"
+CK="$WORK/a/ckpt/step_0000100.h5"
 # The checkpoint holds no base weight: wte 8192 + norms 2·128 + 64 + adapters 3584 = 12096
 # elements, and optimizer moments for the 24 adapter tensors only.
-"$CKPT" "$CK" | grep -q "ok, kind train, step 60, 35 tensors (12096 elements), 48 optimizer tensors" \
+"$CKPT" "$CK" | grep -q "ok, kind train, step 100, 35 tensors (12096 elements), 48 optimizer tensors" \
   || { "$CKPT" "$CK"; fail "checkpoint contents"; }
 
-# Resume: 60 steps vs 23 + resume + 37, bit for bit (dropout masks come from the saved stream).
+# Resume: 100 steps vs 23 + resume + 77, bit for bit (dropout masks come from the saved stream).
 B=$(lora_config "$WORK/b" nf4)
 "$TRAIN" "$B" "${RUN[@]}" --stop-after 23 2> "$WORK/b1.log" || { cat "$WORK/b1.log"; fail "part 1"; }
 "$TRAIN" "$B" "${RUN[@]}" --resume auto 2> "$WORK/b2.log" || { cat "$WORK/b2.log"; fail "part 2"; }
 diff <(losses "$WORK/a/metrics.csv") <(losses "$WORK/b/metrics.csv") || fail "resumed QLoRA metrics differ"
-"$CKPT" --compare-params "$CK" "$WORK/b/ckpt/step_0000060.h5" || fail "resumed adapters differ"
+"$CKPT" --compare-params "$CK" "$WORK/b/ckpt/step_0000100.h5" || fail "resumed adapters differ"
 # The same adapters on another base are refused.
 expect_exit 4 "trained on another base .* fingerprints differ" \
   "$TRAIN" "$B" "${RUN[@]}" --set lora.base_format=mxint4 --resume "$CK"

@@ -372,12 +372,59 @@ static ag_tensor *block_linear(qt_model *m, ag_tape *t, ag_tensor *x, qt_block *
     }
 }
 
+/* wq, wk, wv of block k stacked into one [3C,C] weight: a view over their data and grads, which
+ * layout() places back to back (q, k, v in that order), or NULL when they are not plain real
+ * [C,C] parameters laid out so. Quantizing the view is quantizing each of the three: MX blocks run
+ * along rows. */
+static ag_tensor *qkv_weight(ag_tape *t, const qt_block *k) {
+    if (!k->wq || !k->wk || !k->wv || k->wq_im || k->wq->ndim != 2 || !k->wq->grad)
+        return NULL;
+    const ag_tensor *w[3] = {k->wq, k->wk, k->wv};
+    size_t n = k->wq->numel;
+    for (int j = 0; j < 3; j++)
+        if (!ag_same_shape(w[j], k->wq) || w[j]->requires_grad != k->wq->requires_grad ||
+            (float *)w[j]->data != (float *)k->wq->data + j * n ||
+            (float *)w[j]->grad != (float *)k->wq->grad + j * n)
+            return NULL;
+    ag_tensor *v = ag_tape_alloc(t, sizeof *v);
+    if (!v)
+        return NULL;
+    int64_t shape[2] = {3 * k->wq->shape[0], k->wq->shape[1]};
+    ag_tensor_wrap(v, AG_F32, k->wq->data, k->wq->grad, 2, shape);
+    v->requires_grad = k->wq->requires_grad;
+    return v;
+}
+
+/* Attention of x (already through quant_input) with q, k, v from one GEMM by the stacked weight
+ * w3 [3C,C] into qkv [B,T,3C] (q and k rotated in place by ag_rope_packed under rotary
+ * positions), read in place by ag_attention_packed: one larger GEMM each way instead of three
+ * (dx summed inside the GEMM, not over three passes of dx). */
+static ag_tensor *fused_attention(qt_model *m, ag_tape *t, ag_tensor *x, qt_block *k, ag_tensor *w3,
+                                  int64_t pos0) {
+    if (m->observe && x) { /* calibration sees the model's own three tensors, as unfused */
+        m->observe(m->observe_ctx, k->wq, x);
+        m->observe(m->observe_ctx, k->wk, x);
+        m->observe(m->observe_ctx, k->wv, x);
+    }
+    ag_tensor *qkv = ag_linear(t, x, qweight(m, t, w3)); /* (B,T,3C) */
+    if (m->positions == QT_POS_ROPE)
+        qkv = ag_rope_packed(t, qkv, m->NH, pos0, ROPE_BASE);
+    return ag_attention_packed(t, qkv, m->NH);
+}
+
 /* Block `layer`'s attention of the rows h at positions pos0.. (ag_attention over h itself, or
- * attend's cached keys and values when generating). */
+ * attend's cached keys and values when generating). Training and evaluation take the fused
+ * q/k/v projection; CRoPE, QLoRA and generation (whose cache takes q, k, v apart) keep three
+ * projections. */
 static ag_tensor *attention(qt_model *m, ag_tape *t, int layer, ag_tensor *h, int64_t pos0,
                             qt_attend_fn attend, void *ctx) {
     qt_block *k = &m->blocks[layer];
     h = quant_input(m, t, h);
+    ag_tensor *w3 = !attend && h ? qkv_weight(t, k) : NULL;
+    if (w3) {
+        ag_tensor *o = fused_attention(m, t, h, k, w3, pos0);
+        return block_linear(m, t, quant_input(m, t, o), k, QT_LORA_O);
+    }
     ag_tensor *q = block_linear(m, t, h, k, QT_LORA_Q); /* (B,T,C) */
     ag_tensor *kk = block_linear(m, t, h, k, QT_LORA_K);
     ag_tensor *v = block_linear(m, t, h, k, QT_LORA_V);
