@@ -352,31 +352,11 @@ static ag_tensor *project_op(prof *p, qt_model *m, int role, ag_tensor *x, ag_te
     return done(p, role, ag_clinear(p->tape, x, re, im));
 }
 
-/* gpt.c's qkv_weight: wq, wk, wv as one [3C,C] view when they lie back to back, else NULL. */
-static ag_tensor *qkv_view(ag_tape *t, const qt_block *k) {
-    if (!k->wq || !k->wk || !k->wv || k->wq_im || k->wq->ndim != 2 || !k->wq->grad)
-        return NULL;
-    const ag_tensor *w[3] = {k->wq, k->wk, k->wv};
-    size_t n = k->wq->numel;
-    for (int j = 0; j < 3; j++)
-        if (!ag_same_shape(w[j], k->wq) || w[j]->requires_grad != k->wq->requires_grad ||
-            (float *)w[j]->data != (float *)k->wq->data + j * n ||
-            (float *)w[j]->grad != (float *)k->wq->grad + j * n)
-            return NULL;
-    ag_tensor *v = ag_tape_alloc(t, sizeof *v);
-    if (!v)
-        return NULL;
-    int64_t shape[2] = {3 * k->wq->shape[0], k->wq->shape[1]};
-    ag_tensor_wrap(v, AG_F32, k->wq->data, k->wq->grad, 2, shape);
-    v->requires_grad = k->wq->requires_grad;
-    return v;
-}
-
 /* gpt.c's attention up to the output projection: the fused q/k/v GEMM (and packed rope) into
  * packed attention, or three projections (CRoPE). a is ln1's output, quantized. */
 static ag_tensor *attention_op(prof *p, qt_model *m, qt_block *k, ag_tensor *a) {
     ag_tape *t = p->tape;
-    ag_tensor *w3 = a ? qkv_view(t, k) : NULL;
+    ag_tensor *w3 = a ? qt_block_qkv_weight(t, k) : NULL;
     if (w3) {
         ag_tensor *qkv = linear_op(p, m, R_QKV, a, w3);
         if (m->positions == QT_POS_ROPE) {

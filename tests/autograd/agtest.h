@@ -15,6 +15,9 @@ extern uint32_t agt_ops_checked[(AG_OP_COUNT + 31) / 32];
 ag_tensor *agt_rand(int ndim, const int64_t *shape, double lo, double hi, uint64_t seed,
                     bool requires_grad);
 void agt_free(ag_tensor *t);
+/* n values uniform in [lo, hi) from seed, each exactly representable in float, so that float and
+ * double tensors built from them hold the same numbers (malloc'ed; the caller frees). */
+double *agt_rand_vals(size_t n, double lo, double hi, uint64_t seed);
 
 /* Run ag_gradcheck (eps 1e-6, atol 1e-8, rtol 1e-6 unless changed) and fail the test with the
  * worst element if any element disagrees; on success, mark the recorded ops as checked. */

@@ -18,6 +18,13 @@ ag_tensor *agt_rand(int ndim, const int64_t *shape, double lo, double hi, uint64
     return t;
 }
 
+double *agt_rand_vals(size_t n, double lo, double hi, uint64_t seed) {
+    double *v = malloc((n ? n : 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (double)(float)tu_uniform(&seed, lo, hi);
+    return v;
+}
+
 void agt_free(ag_tensor *t) {
     if (!t)
         return;

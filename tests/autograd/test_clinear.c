@@ -40,15 +40,6 @@ static void free_t(ag_tensor *t) {
     free(t);
 }
 
-/* n values uniform in [lo, hi), each exactly representable in float, so that float and double
- * tensors built from them hold the same numbers. */
-static double *rand_vals(size_t n, double lo, double hi, uint64_t seed) {
-    double *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = (double)(float)tu_uniform(&seed, lo, hi);
-    return v;
-}
-
 static double at(const ag_tensor *t, size_t i) {
     return t->dtype == AG_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
 }
@@ -125,10 +116,10 @@ static void test_clinear_matches_complex_arithmetic(void **state) {
     (void)state;
     enum { R = 7, d2 = 5, D2 = 6 };
     int64_t sx[3] = {1, R, 2 * d2}, sw[2] = {D2, d2};
-    double *xv = rand_vals(R * 2 * d2, -1, 1, 201), *av = rand_vals(D2 * d2, -1, 1, 202);
-    double *bv = rand_vals(D2 * d2, -1, 1, 203), *dyv = rand_vals(R * 2 * D2, -1, 1, 204);
-    double *g0x = rand_vals(R * 2 * d2, -1, 1, 205), *g0a = rand_vals(D2 * d2, -1, 1, 206);
-    double *g0b = rand_vals(D2 * d2, -1, 1, 207);
+    double *xv = agt_rand_vals(R * 2 * d2, -1, 1, 201), *av = agt_rand_vals(D2 * d2, -1, 1, 202);
+    double *bv = agt_rand_vals(D2 * d2, -1, 1, 203), *dyv = agt_rand_vals(R * 2 * D2, -1, 1, 204);
+    double *g0x = agt_rand_vals(R * 2 * d2, -1, 1, 205), *g0a = agt_rand_vals(D2 * d2, -1, 1, 206);
+    double *g0b = agt_rand_vals(D2 * d2, -1, 1, 207);
     /* Naive: ỹ_r = W̃ x̃_r, dx̃_r = W̃ᴴ dỹ_r, dW̃ = Σ_r dỹ_r x̃_rᴴ. */
     double complex y[R][D2], dx[R][d2], dw[D2][d2];
     memset(dw, 0, sizeof dw);
@@ -205,8 +196,8 @@ static void test_clinear_b_zero_is_two_linears(void **state) {
     (void)state;
     enum { R = 9, d2 = 6, D2 = 5 };
     int64_t sx[2] = {R, 2 * d2}, sp[2] = {R, d2}, sw[2] = {D2, d2};
-    double *xv = rand_vals(R * 2 * d2, -1, 1, 301), *av = rand_vals(D2 * d2, -1, 1, 302);
-    double *dyv = rand_vals(R * 2 * D2, -1, 1, 303);
+    double *xv = agt_rand_vals(R * 2 * d2, -1, 1, 301), *av = agt_rand_vals(D2 * d2, -1, 1, 302);
+    double *dyv = agt_rand_vals(R * 2 * D2, -1, 1, 303);
     double xr[R * d2], xi[R * d2], dyr[R * D2], dyi[R * D2], zero[D2 * d2] = {0};
     for (size_t r = 0; r < R; r++) {
         for (size_t k = 0; k < d2; k++) {
@@ -275,9 +266,9 @@ static void test_clinear_complex_score_is_rotary_score(void **state) {
     (void)state;
     enum { d2 = 6, H2 = 8, HS = 2 * H2 };
     int64_t sx[3] = {1, 1, 2 * d2}, sw[2] = {H2, d2};
-    double *xm = rand_vals(2 * d2, -1, 1, 401), *xn = rand_vals(2 * d2, -1, 1, 402);
-    double *aq = rand_vals(H2 * d2, -1, 1, 403), *bq = rand_vals(H2 * d2, -1, 1, 404);
-    double *ak = rand_vals(H2 * d2, -1, 1, 405), *bk = rand_vals(H2 * d2, -1, 1, 406);
+    double *xm = agt_rand_vals(2 * d2, -1, 1, 401), *xn = agt_rand_vals(2 * d2, -1, 1, 402);
+    double *aq = agt_rand_vals(H2 * d2, -1, 1, 403), *bq = agt_rand_vals(H2 * d2, -1, 1, 404);
+    double *ak = agt_rand_vals(H2 * d2, -1, 1, 405), *bk = agt_rand_vals(H2 * d2, -1, 1, 406);
     ag_tensor *txm = new_t(AG_F64, 3, sx, xm, false), *txn = new_t(AG_F64, 3, sx, xn, false);
     ag_tensor *taq = new_t(AG_F64, 2, sw, aq, false), *tbq = new_t(AG_F64, 2, sw, bq, false);
     ag_tensor *tak = new_t(AG_F64, 2, sw, ak, false), *tbk = new_t(AG_F64, 2, sw, bk, false);
@@ -365,8 +356,8 @@ static void test_clinear_f32_f64_and_threads(void **state) {
     (void)state;
     size_t nx = (size_t)BIG_R * 2 * BIG_d2, nw = (size_t)BIG_D2 * BIG_d2;
     size_t ny = (size_t)BIG_R * 2 * BIG_D2, n[4] = {ny, nx, nw, nw};
-    double *xv = rand_vals(nx, -1, 1, 501), *av = rand_vals(nw, -0.1, 0.1, 502);
-    double *bv = rand_vals(nw, -0.1, 0.1, 503), *dyv = rand_vals(ny, -1, 1, 504);
+    double *xv = agt_rand_vals(nx, -1, 1, 501), *av = agt_rand_vals(nw, -0.1, 0.1, 502);
+    double *bv = agt_rand_vals(nw, -0.1, 0.1, 503), *dyv = agt_rand_vals(ny, -1, 1, 504);
     void *f1[4], *f2[4], *d1[4];
     run_big(AG_F32, 1, xv, av, bv, dyv, f1);
     run_big(AG_F32, 2, xv, av, bv, dyv, f2);
@@ -397,8 +388,8 @@ static void test_clinear_f32_f64_and_threads(void **state) {
 static void test_clinear_modes(void **state) {
     (void)state;
     int64_t sx[2] = {3, 6}, sw[2] = {2, 3};
-    double *xv = rand_vals(18, -1, 1, 601), *av = rand_vals(6, -1, 1, 602);
-    double *bv = rand_vals(6, -1, 1, 603);
+    double *xv = agt_rand_vals(18, -1, 1, 601), *av = agt_rand_vals(6, -1, 1, 602);
+    double *bv = agt_rand_vals(6, -1, 1, 603);
     for (int f32 = 0; f32 < 2; f32++) {
         ag_dtype dt = f32 ? AG_F32 : AG_F64;
         ag_tensor *x = new_t(dt, 2, sx, xv, false), *a = new_t(dt, 2, sw, av, true);

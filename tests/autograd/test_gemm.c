@@ -19,13 +19,6 @@ typedef struct prod {
     double *A, *B, *C0; /* C0: C before the product */
 } prod;
 
-static double *rand_vals(size_t n, uint64_t seed) {
-    double *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = (double)(float)tu_uniform(&seed, -1, 1); /* exact in float */
-    return v;
-}
-
 static prod prod_new(bool ta, bool tb, int M, int N, int K, double alpha, double beta,
                      uint64_t seed) {
     prod p = {ta, tb, M, N, K, 0, 0, 0, alpha, beta, NULL, NULL, NULL};
@@ -33,9 +26,9 @@ static prod prod_new(bool ta, bool tb, int M, int N, int K, double alpha, double
     p.lda = ac + 3;
     p.ldb = bc + 5;
     p.ldc = N + 1;
-    p.A = rand_vals((size_t)ar * p.lda, seed);
-    p.B = rand_vals((size_t)br * p.ldb, seed + 1);
-    p.C0 = rand_vals((size_t)M * p.ldc, seed + 2);
+    p.A = agt_rand_vals((size_t)ar * p.lda, -1, 1, seed);
+    p.B = agt_rand_vals((size_t)br * p.ldb, -1, 1, seed + 1);
+    p.C0 = agt_rand_vals((size_t)M * p.ldc, -1, 1, seed + 2);
     return p;
 }
 
@@ -225,8 +218,9 @@ static void test_linear_thread_count_invariant(void **state) {
     assert_int_equal(ag_gemm_panels(R, OC, IC), 4); /* forward */
     assert_int_equal(ag_gemm_panels(R, IC, OC), 4); /* dx */
     assert_int_equal(ag_gemm_panels(OC, IC, R), 1); /* dW: 160 rows, one task beside dx's */
-    double *xv = rand_vals((size_t)R * IC, 401), *wv = rand_vals((size_t)OC * IC, 402);
-    double *dyv = rand_vals((size_t)R * OC, 403);
+    double *xv = agt_rand_vals((size_t)R * IC, -1, 1, 401),
+           *wv = agt_rand_vals((size_t)OC * IC, -1, 1, 402);
+    double *dyv = agt_rand_vals((size_t)R * OC, -1, 1, 403);
     float *xf = to_f32(xv, (size_t)R * IC), *wf = to_f32(wv, (size_t)OC * IC);
     float *dyf = to_f32(dyv, (size_t)R * OC);
     float *a[3], *b[3];

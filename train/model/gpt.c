@@ -372,11 +372,8 @@ static ag_tensor *block_linear(qt_model *m, ag_tape *t, ag_tensor *x, qt_block *
     }
 }
 
-/* wq, wk, wv of block k stacked into one [3C,C] weight: a view over their data and grads, which
- * layout() places back to back (q, k, v in that order), or NULL when they are not plain real
- * [C,C] parameters laid out so. Quantizing the view is quantizing each of the three: MX blocks run
- * along rows. */
-static ag_tensor *qkv_weight(ag_tape *t, const qt_block *k) {
+/* Quantizing the [3C,C] view is quantizing each of the three: MX blocks run along rows. */
+ag_tensor *qt_block_qkv_weight(ag_tape *t, const qt_block *k) {
     if (!k->wq || !k->wk || !k->wv || k->wq_im || k->wq->ndim != 2 || !k->wq->grad)
         return NULL;
     const ag_tensor *w[3] = {k->wq, k->wk, k->wv};
@@ -420,7 +417,7 @@ static ag_tensor *attention(qt_model *m, ag_tape *t, int layer, ag_tensor *h, in
                             qt_attend_fn attend, void *ctx) {
     qt_block *k = &m->blocks[layer];
     h = quant_input(m, t, h);
-    ag_tensor *w3 = !attend && h ? qkv_weight(t, k) : NULL;
+    ag_tensor *w3 = !attend && h ? qt_block_qkv_weight(t, k) : NULL;
     if (w3) {
         ag_tensor *o = fused_attention(m, t, h, k, w3, pos0);
         return block_linear(m, t, quant_input(m, t, o), k, QT_LORA_O);

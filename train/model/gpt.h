@@ -119,6 +119,11 @@ void qt_model_set_quant(qt_model *m, const qt_quant *q);
 bool qt_model_param_quantized(const qt_model *m, const qt_param *p, bool head);
 qt_param *qt_model_find(qt_model *m, const char *name);
 
+/* wq, wk, wv of block k as one [3C,C] weight: a view (tape memory) over their data and grads,
+ * which the model lays out back to back, or NULL when they are not plain real [C,C] parameters
+ * laid out so (CRoPE, QLoRA). Training and evaluation multiply by it once instead of three times.
+ */
+ag_tensor *qt_block_qkv_weight(ag_tape *t, const qt_block *k);
 /* Logits [B,T,V] for token ids x [B,T] (T ≤ model T). Records on the tape when it is recording. */
 ag_tensor *qt_model_logits(qt_model *m, ag_tape *tape, const int32_t *x, int B, int T);
 /* Generation with a KV cache (train/run/generate.h): the attention of block `layer` for T new
