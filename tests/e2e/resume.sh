@@ -1,5 +1,6 @@
 # resume.sh — same seed ⇒ identical losses; 2N steps == N + resume + N, bit for bit (metrics and
-# final parameters); Ctrl-C (SIGINT) checkpoints and exits 130, and --resume auto continues it.
+# final parameters); 1 and 2 threads give the same bits; Ctrl-C (SIGINT) checkpoints and exits
+# 130, and --resume auto continues it.
 source "$2/tests/e2e/lib/common.sh"
 
 A=$(tiny_config "$WORK/a"); B=$(tiny_config "$WORK/b"); C=$(tiny_config "$WORK/c")
@@ -43,6 +44,23 @@ diff <(losses "$WORK/q1/metrics.csv") <(losses "$WORK/q2/metrics.csv") || fail "
 [ "$(cut -d, -f4 "$WORK/q1/metrics.csv" | sort -u | wc -l)" -ge 5 ] || fail "MF-QAT drew too few formats"
 "$CKPT" --compare-params "$WORK/q1/ckpt/step_0000030.h5" "$WORK/q2/ckpt/step_0000030.h5" \
   || fail "final MF-QAT parameters differ"
+
+# The thread count does not change the result: linear layers multiply in row panels fixed by the
+# shape (autograd/ops/gemm.c), attention per (batch, head) with single-threaded BLAS. A model big
+# enough for the panels (512 rows, d 128, F 512), under MF-QAT, at 1 and 2 threads.
+mid_config() {
+  tiny_config "$1" "[quant]" "mode = multi" | xargs sed -i -e 's/^d_model = 32/d_model = 128/' \
+    -e 's/^d_ff = 64/d_ff = 512/' -e 's/^seq_len = 32/seq_len = 64/' -e 's/^batch_size = 4/batch_size = 8/' \
+    -e 's/^steps = 30/steps = 8/' -e 's/^eval_every = 10/eval_every = 4/'
+  echo "$WORK/$(basename "$1").ini"
+}
+T1=$(mid_config "$WORK/t1"); T2=$(mid_config "$WORK/t2")
+grep -q "^d_ff = 512" "$T1" || fail "mid config"
+"$TRAIN" "$T1" --set run.threads=1 2> "$WORK/t1.log" || { cat "$WORK/t1.log"; fail "1-thread run"; }
+"$TRAIN" "$T2" --set run.threads=2 2> "$WORK/t2.log" || { cat "$WORK/t2.log"; fail "2-thread run"; }
+diff <(losses "$WORK/t1/metrics.csv") <(losses "$WORK/t2/metrics.csv") || fail "1 and 2 threads differ"
+"$CKPT" --compare-params "$WORK/t1/ckpt/step_0000008.h5" "$WORK/t2/ckpt/step_0000008.h5" \
+  || fail "1 and 2 threads: final parameters differ"
 
 # SIGINT: finish the step, checkpoint, exit 130; then resume to the same result.
 D=$(tiny_config "$WORK/d" ; ) ; sed -i 's/^steps = 30/steps = 100000/' "$D"
