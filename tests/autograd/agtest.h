@@ -18,6 +18,17 @@ void agt_free(ag_tensor *t);
 /* n values uniform in [lo, hi) from seed, each exactly representable in float, so that float and
  * double tensors built from them hold the same numbers (malloc'ed; the caller frees). */
 double *agt_rand_vals(size_t n, double lo, double hi, uint64_t seed);
+/* Double tensor of the given shape holding vals (free with agt_free). */
+ag_tensor *agt_from_vals(int ndim, const int64_t *shape, const double *vals);
+/* Float copy of a double tensor, with a zeroed float grad when it requires grad (free with
+ * agt_free_f32). */
+ag_tensor *agt_to_f32(const ag_tensor *d);
+void agt_free_f32(ag_tensor *f);
+/* Element i of a float or double tensor's data / grad, as a double. */
+double agt_at(const ag_tensor *t, size_t i);
+double agt_grad_at(const ag_tensor *t, size_t i);
+/* Same numel, and every element close (assert_close with atol, rtol). */
+void agt_assert_all_close(const ag_tensor *a, const ag_tensor *b, double atol, double rtol);
 
 /* Run ag_gradcheck (eps 1e-6, atol 1e-8, rtol 1e-6 unless changed) and fail the test with the
  * worst element if any element disagrees; on success, mark the recorded ops as checked. */
@@ -42,6 +53,7 @@ int agt_run_lora_linear(void);
 int agt_run_assign(void);
 int agt_run_grpo(void);
 int agt_run_gemm(void);
+int agt_run_attention(void);
 
 /* ---- fake_packed.c: a packed stand-in for frozen-weight tests ---------------------------------
  */

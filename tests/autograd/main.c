@@ -25,6 +25,44 @@ double *agt_rand_vals(size_t n, double lo, double hi, uint64_t seed) {
     return v;
 }
 
+ag_tensor *agt_from_vals(int ndim, const int64_t *shape, const double *vals) {
+    ag_tensor *t = agt_rand(ndim, shape, 0, 1, 0, false);
+    memcpy(t->data, vals, t->numel * sizeof(double));
+    return t;
+}
+
+ag_tensor *agt_to_f32(const ag_tensor *d) {
+    ag_tensor *f = malloc(sizeof *f);
+    float *data = malloc((d->numel ? d->numel : 1) * sizeof *data);
+    float *grad = d->requires_grad ? calloc(d->numel ? d->numel : 1, sizeof *grad) : NULL;
+    for (size_t i = 0; i < d->numel; i++)
+        data[i] = (float)((const double *)d->data)[i];
+    ag_tensor_wrap(f, AG_F32, data, grad, d->ndim, d->shape);
+    f->requires_grad = d->requires_grad;
+    return f;
+}
+
+void agt_free_f32(ag_tensor *f) {
+    if (!f)
+        return;
+    free(f->grad);
+    agt_free(f);
+}
+
+double agt_at(const ag_tensor *t, size_t i) {
+    return t->dtype == AG_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
+}
+
+double agt_grad_at(const ag_tensor *t, size_t i) {
+    return t->dtype == AG_F32 ? ((const float *)t->grad)[i] : ((const double *)t->grad)[i];
+}
+
+void agt_assert_all_close(const ag_tensor *a, const ag_tensor *b, double atol, double rtol) {
+    assert_int_equal(a->numel, b->numel);
+    for (size_t i = 0; i < a->numel; i++)
+        assert_close(agt_at(a, i), agt_at(b, i), atol, rtol);
+}
+
 void agt_free(ag_tensor *t) {
     if (!t)
         return;
@@ -70,7 +108,7 @@ int main(void) {
     int failed = agt_run_core() + agt_run_ops_basic() + agt_run_ops_nn() + agt_run_fakequant() +
                  agt_run_fastmath() + agt_run_clinear() + agt_run_frozen_linear() +
                  agt_run_dropout() + agt_run_lora_linear() + agt_run_assign();
-    failed += agt_run_grpo() + agt_run_gemm();
+    failed += agt_run_grpo() + agt_run_gemm() + agt_run_attention();
     const struct CMUnitTest coverage[] = {cmocka_unit_test(test_every_op_has_gradcheck)};
     failed += cmocka_run_group_tests_name("autograd_coverage", coverage, NULL, NULL);
     return failed;

@@ -40,14 +40,6 @@ static void free_t(ag_tensor *t) {
     free(t);
 }
 
-static double at(const ag_tensor *t, size_t i) {
-    return t->dtype == AG_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
-}
-
-static double grad_at(const ag_tensor *t, size_t i) {
-    return t->dtype == AG_F32 ? ((const float *)t->grad)[i] : ((const double *)t->grad)[i];
-}
-
 /* Seed buffer of dtype dt from double values (the caller frees it). */
 static void *seed_of(ag_dtype dt, const double *vals, size_t n) {
     void *s = malloc((n ? n : 1) * ag_dtype_size(dt));
@@ -95,12 +87,12 @@ static void test_clinear_hand_case(void **state) {
         assert_int_equal(ag_tape_node(t, 0)->op, AG_OP_CLINEAR);
         assert_int_equal(ag_backward(t, y, seed), 0);
         for (size_t i = 0; i < 8; i++) {
-            assert_close(at(y, i), want_y[i], tol, tol);
-            assert_close(grad_at(x, i), want_dx[i], tol, tol);
+            assert_close(agt_at(y, i), want_y[i], tol, tol);
+            assert_close(agt_grad_at(x, i), want_dx[i], tol, tol);
         }
         for (size_t i = 0; i < 4; i++) {
-            assert_close(grad_at(a, i), want_da[i], tol, tol);
-            assert_close(grad_at(b, i), want_db[i], tol, tol);
+            assert_close(agt_grad_at(a, i), want_da[i], tol, tol);
+            assert_close(agt_grad_at(b, i), want_db[i], tol, tol);
         }
         ag_tape_free(t);
         free(seed);
@@ -157,19 +149,21 @@ static void test_clinear_matches_complex_arithmetic(void **state) {
         assert_int_equal(ag_backward(t, yt, seed), 0);
         for (size_t r = 0; r < R; r++) {
             for (size_t p = 0; p < D2; p++) {
-                assert_close(at(yt, r * 2 * D2 + 2 * p), creal(y[r][p]), atol, rtol);
-                assert_close(at(yt, r * 2 * D2 + 2 * p + 1), cimag(y[r][p]), atol, rtol);
+                assert_close(agt_at(yt, r * 2 * D2 + 2 * p), creal(y[r][p]), atol, rtol);
+                assert_close(agt_at(yt, r * 2 * D2 + 2 * p + 1), cimag(y[r][p]), atol, rtol);
             }
             for (size_t k = 0; k < d2; k++) {
                 size_t i = r * 2 * d2 + 2 * k;
-                assert_close(grad_at(x, i), g0x[i] + creal(dx[r][k]), atol, rtol);
-                assert_close(grad_at(x, i + 1), g0x[i + 1] + cimag(dx[r][k]), atol, rtol);
+                assert_close(agt_grad_at(x, i), g0x[i] + creal(dx[r][k]), atol, rtol);
+                assert_close(agt_grad_at(x, i + 1), g0x[i + 1] + cimag(dx[r][k]), atol, rtol);
             }
         }
         for (size_t p = 0; p < D2; p++)
             for (size_t k = 0; k < d2; k++) {
-                assert_close(grad_at(a, p * d2 + k), g0a[p * d2 + k] + creal(dw[p][k]), atol, rtol);
-                assert_close(grad_at(b, p * d2 + k), g0b[p * d2 + k] + cimag(dw[p][k]), atol, rtol);
+                assert_close(agt_grad_at(a, p * d2 + k), g0a[p * d2 + k] + creal(dw[p][k]), atol,
+                             rtol);
+                assert_close(agt_grad_at(b, p * d2 + k), g0b[p * d2 + k] + cimag(dw[p][k]), atol,
+                             rtol);
             }
         ag_tape_free(t);
         free(seed);
@@ -229,17 +223,18 @@ static void test_clinear_b_zero_is_two_linears(void **state) {
         assert_int_equal(ag_backward(ti, yi, seedi), 0);
         for (size_t r = 0; r < R; r++) {
             for (size_t p = 0; p < D2; p++) {
-                assert_close(at(y, r * 2 * D2 + 2 * p), at(yr, r * D2 + p), atol, rtol);
-                assert_close(at(y, r * 2 * D2 + 2 * p + 1), at(yi, r * D2 + p), atol, rtol);
+                assert_close(agt_at(y, r * 2 * D2 + 2 * p), agt_at(yr, r * D2 + p), atol, rtol);
+                assert_close(agt_at(y, r * 2 * D2 + 2 * p + 1), agt_at(yi, r * D2 + p), atol, rtol);
             }
             for (size_t k = 0; k < d2; k++) {
-                assert_close(grad_at(x, r * 2 * d2 + 2 * k), grad_at(txr, r * d2 + k), atol, rtol);
-                assert_close(grad_at(x, r * 2 * d2 + 2 * k + 1), grad_at(txi, r * d2 + k), atol,
+                assert_close(agt_grad_at(x, r * 2 * d2 + 2 * k), agt_grad_at(txr, r * d2 + k), atol,
                              rtol);
+                assert_close(agt_grad_at(x, r * 2 * d2 + 2 * k + 1), agt_grad_at(txi, r * d2 + k),
+                             atol, rtol);
             }
         }
         for (size_t i = 0; i < D2 * d2; i++)
-            assert_close(grad_at(a, i), grad_at(a2, i), atol, rtol);
+            assert_close(agt_grad_at(a, i), agt_grad_at(a2, i), atol, rtol);
         ag_tape_free(t);
         ag_tape_free(tr);
         ag_tape_free(ti);
@@ -298,7 +293,7 @@ static void test_clinear_complex_score_is_rotary_score(void **state) {
         assert_non_null(rk);
         real_score[s] = 0;
         for (size_t c = 0; c < HS; c++)
-            real_score[s] += at(rq, c) * at(rk, c);
+            real_score[s] += agt_at(rq, c) * agt_at(rk, c);
         assert_close(real_score[s], creal(acc), 1e-12, 1e-12);
     }
     assert_close(real_score[4], real_score[0], 1e-12, 1e-12); /* same offset m − n */
@@ -415,9 +410,10 @@ static void test_clinear_modes(void **state) {
             for (size_t k = 0; k < 3; k++) {
                 double want = 0;
                 for (size_t r = 0; r < 3; r++)
-                    want += xv[6 + r * 4 + 2 * p] * at(x, r * 6 + 2 * k) +
-                            xv[6 + r * 4 + 2 * p + 1] * at(x, r * 6 + 2 * k + 1);
-                assert_close(grad_at(a, p * 3 + k), want, f32 ? 1e-6 : 1e-15, f32 ? 1e-5 : 1e-14);
+                    want += xv[6 + r * 4 + 2 * p] * agt_at(x, r * 6 + 2 * k) +
+                            xv[6 + r * 4 + 2 * p + 1] * agt_at(x, r * 6 + 2 * k + 1);
+                assert_close(agt_grad_at(a, p * 3 + k), want, f32 ? 1e-6 : 1e-15,
+                             f32 ? 1e-5 : 1e-14);
             }
         free(seed);
         ag_tape_free(t);
@@ -442,7 +438,7 @@ static void test_clinear_edge_sizes(void **state) {
     assert_non_null(y);
     assert_int_equal(y->shape[1], 4);
     for (size_t i = 0; i < 12; i++)
-        assert_close(at(y, i), 0, 0, 0);
+        assert_close(agt_at(y, i), 0, 0, 0);
     void *seed = seed_of(AG_F64, (const double[12]){0}, 12);
     assert_int_equal(ag_backward(t, y, seed), 0);
     free(seed);
