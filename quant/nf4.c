@@ -32,7 +32,7 @@ static const float NF4_TABLE[16] = {
  * 11, 13); the other nine lie strictly between two floats and are rounded down, so that for
  * every float v: v > NF4_MID[k] <=> v is strictly nearer table[k+1] than table[k]. A plain
  * (a + b) / 2 in float rounds to nearest and would put some floats on the wrong side.
- * tests/quant/test_nf4.c recomputes them from the table. */
+ * tests/quant/test_nf4_code.c recomputes them from the table. */
 static const float NF4_MID[15] = {
     -0x1.b239b2p-1f, -0x1.38a4e2p-1f, -0x1.d70900p-2f, -0x1.5bd4eep-2f, -0x1.e079dap-3f,
     -0x1.1a7178p-3f, -0x1.74f0e2p-5f, 0x1.45f5fep-5f,  0x1.ec90c4p-4f,  0x1.a0cfc0p-3f,

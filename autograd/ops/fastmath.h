@@ -9,7 +9,7 @@
  *    jump-threads a ternary clamp into branches whose arms hold (possibly trapping) float
  *    arithmetic, and then refuses to if-convert the loop ("control flow in loop").
  * NaN propagates through both functions (NaN loss detection relies on it).
- * Measured against double libm (tests/autograd/test_ops_basic.c): exp < 1 ulp, tanh < 2 ulp. */
+ * Measured against double libm (tests/autograd/test_fastmath.c): exp < 1 ulp, tanh < 2 ulp. */
 #ifndef QAT_AUTOGRAD_FASTMATH_H
 #define QAT_AUTOGRAD_FASTMATH_H
 

@@ -40,9 +40,39 @@ void agt_gradcheck_tol(const char *what, ag_gc_build_fn build, void *ctx, ag_ten
  * estimators): record that op as covered once its closed-form test passed. */
 void agt_mark_checked(ag_op op);
 
+/* ---- float/double helpers and single-op builds for the test_ops_*.c files -------------------- */
+
+/* Heap AG_F32 copy of an AG_F64 tensor (same shape and requires_grad) with no grad buffer, unlike
+ * agt_to_f32; free with agt_free. */
+ag_tensor *agt_to_f32_nograd(const ag_tensor *t64);
+/* Heap tensor of dtype d holding vals (n = product of shape), no grad buffer; free with agt_free.
+ */
+ag_tensor *agt_from_vals_as(ag_dtype d, int ndim, const int64_t *shape, const double *vals,
+                            bool requires_grad);
+/* Every element of t's data / grad within atol of want (grad must exist). */
+void agt_assert_data(const ag_tensor *t, const double *want, double atol);
+void agt_assert_grad(const ag_tensor *t, const double *want, double atol);
+/* Zeroed heap grad buffer for t / free it and reset t->grad to NULL. */
+void agt_give_grad(ag_tensor *t);
+void agt_free_grad(ag_tensor *t);
+/* Backward from out with a seed of all ones; fails the test if backward fails. */
+void agt_backward_ones(ag_tape *tape, ag_tensor *out);
+/* Runs build on the f64 inputs and on float copies of them, backward with the same seed, and
+ * compares outputs and input gradients: each within rtol·scale, scale = max |value| of that
+ * tensor (the gradient checks only run the double kernels; this covers the float ones). */
+void agt_check_f32_matches_f64(const char *what, ag_gc_build_fn build, void *ctx, ag_tensor **in64,
+                               int n, double rtol);
+/* ag_gc_build_fn for ag_add(in[0], in[1]), ag_mul(in[0], in[1]) and ag_gelu(in[0]) (ctx unused):
+ * test_ops_elementwise.c checks them, test_ops_lm.c runs them at 1 and 2 threads. */
+ag_tensor *agt_build_add(ag_tape *t, ag_tensor **in, void *ctx);
+ag_tensor *agt_build_mul(ag_tape *t, ag_tensor **in, void *ctx);
+ag_tensor *agt_build_gelu(ag_tape *t, ag_tensor **in, void *ctx);
+
 /* Each test file exposes one runner returning its number of failed tests. */
 int agt_run_core(void);
-int agt_run_ops_basic(void);
+int agt_run_ops_matmul(void);
+int agt_run_ops_elementwise(void);
+int agt_run_ops_lm(void);
 int agt_run_ops_nn(void);
 int agt_run_fakequant(void);
 int agt_run_fastmath(void);

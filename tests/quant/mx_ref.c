@@ -1,10 +1,13 @@
 /* mx_ref.c — the slow scalar MX reference the fast kernels are judged against. Written from
  * MX_FORMATS.md alone, in double precision, sharing nothing with quant/ but the enum: its own
  * format table, frexp for the shared exponent, ldexp for scaling, and rounding by exhaustive
- * search over every code of the format (no rounding trick to get wrong twice). */
+ * search over every code of the format (no rounding trick to get wrong twice). Below it, the
+ * helpers and PTQ fixtures more than one quant/ test file uses (these do call quant/). */
 #include "mxtest.h"
+#include "quant/ptq.h"
 
 #include <float.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -199,4 +202,84 @@ uint64_t mxt_next(uint64_t *s) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+void *mxt_xmalloc(size_t n) {
+    void *p = malloc(n);
+    assert_non_null(p);
+    return p;
+}
+
+double mxt_gauss(uint64_t *s) {
+    double u1 = 1.0 - tu_uniform(s, 0.0, 1.0), u2 = tu_uniform(s, 0.0, 1.0);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* ---- PTQ fixtures ------------------------------------------------------------------------------
+ */
+
+/* The list ends at MX_FP4_E2M1: a format added after it must be added here too. */
+_Static_assert(MX_FORMAT_COUNT == MX_FP4_E2M1 + 1, "MXT_FORMATS must list every MX format");
+const mx_format MXT_FORMATS[MX_FORMAT_COUNT - 1] = {MX_INT8,     MX_INT6,     MX_INT4,
+                                                    MX_INT2,     MX_FP8_E4M3, MX_FP8_E5M2,
+                                                    MX_FP6_E3M2, MX_FP6_E2M3, MX_FP4_E2M1};
+
+float *mxt_make_calib(size_t n, size_t c, uint64_t seed) {
+    float *x = mxt_xmalloc(n * c * sizeof *x);
+    double *z = mxt_xmalloc(c * sizeof *z), *m = mxt_xmalloc(c * c * sizeof *m);
+    for (size_t i = 0; i < c * c; i++)
+        m[i] = mxt_gauss(&seed) / sqrt((double)c);
+    for (size_t r = 0; r < n; r++) {
+        for (size_t k = 0; k < c; k++)
+            z[k] = mxt_gauss(&seed);
+        for (size_t j = 0; j < c; j++) {
+            double v = 0.0;
+            for (size_t k = 0; k < c; k++)
+                v += z[k] * m[k * c + j];
+            x[r * c + j] = (float)(j % 37 == 3 ? 12.0 * v : v);
+        }
+    }
+    free(z);
+    free(m);
+    return x;
+}
+
+float *mxt_make_weights(size_t rows, size_t cols, uint64_t seed) {
+    float *w = mxt_xmalloc(rows * cols * sizeof *w);
+    for (size_t i = 0; i < rows * cols; i++)
+        w[i] = (float)(0.05 * mxt_gauss(&seed));
+    return w;
+}
+
+double *mxt_hessian_of(const float *x, size_t n, size_t c) {
+    ptq_hessian *h = ptq_hessian_create(c);
+    assert_non_null(h);
+    assert_int_equal(ptq_hessian_add(h, x, n), PTQ_OK);
+    double *H = mxt_xmalloc(c * c * sizeof *H);
+    assert_int_equal(ptq_hessian_get(h, H), PTQ_OK);
+    ptq_hessian_free(h);
+    return H;
+}
+
+double mxt_output_error(const float *w, const float *wq, size_t rows, size_t cols, const float *x,
+                        size_t n) {
+    double total = 0.0, *d = mxt_xmalloc(cols * sizeof *d);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < cols; j++)
+            d[j] = (double)w[r * cols + j] - (double)wq[r * cols + j];
+        for (size_t t = 0; t < n; t++) {
+            double y = 0.0;
+            for (size_t j = 0; j < cols; j++)
+                y += d[j] * x[t * cols + j];
+            total += y * y;
+        }
+    }
+    free(d);
+    return total;
+}
+
+float *mxt_rtn_of(const float *w, size_t rows, size_t cols, mx_format f, mx_rounding r) {
+    float *wq = mxt_xmalloc(rows * cols * sizeof *wq);
+    ptq_rtn(w, rows, cols, f, r, NULL, NULL, wq);
+    return wq;
 }
