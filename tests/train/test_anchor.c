@@ -1,119 +1,24 @@
-/* test_anchor.c — anchor checkpoints: the extra attributes of the checkpoint layer (round trip,
- * validation, checksum coverage), the anchor layout byte for byte against mx_quantize + mx_pack,
- * Slice-and-Scale conversion against mx_slice_and_scale, evaluation from an anchor against a
- * model whose weights were set by hand (bit-identical losses), and every refusal. */
+/* test_anchor.c — anchor checkpoint files: the extra attributes of the checkpoint layer (round
+ * trip, validation, checksum coverage), the anchor layout byte for byte against mx_quantize +
+ * mx_pack, and every malformed anchor refused on reading. Conversions are in
+ * test_anchor_convert.c, evaluation in test_anchor_eval.c; the small model they share is in
+ * main.c. Each test works in its own mkdtemp directory. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "qttest.h"
 
-#include "data/data.h"
 #include "train/io/anchor.h"
 #include "train/io/ckpt_internal.h" /* qt_ck_frame_seal: reseal a file edited through HDF5 */
-#include "train/run/evaluate.h"
 
-#include <dirent.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#define assert_has(str, sub)                                                                       \
-    do {                                                                                           \
-        if (!strstr((str), (sub))) {                                                               \
-            print_error("message '%s' lacks '%s'\n", (str), (sub));                                \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
+/* The shared fixture (main.c), under the name the tests use. */
+typedef qtt_tmpdir fx;
 
-/* ---- fixture: a fresh directory per test, emptied afterwards (it holds only files) ---- */
-
-typedef struct fx {
-    char dir[64];
-    char path[128];
-} fx;
-
-static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/qat_anchor_XXXXXX");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof f->path, "%s/anchor.h5", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    DIR *d = opendir(f->dir);
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL) {
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", f->dir, de->d_name);
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
-/* ---- a small model with varied block scales ---- */
-
-/* d_model 48 and d_ff 80 are not multiples of 32: every row ends with a short block. */
-static void small_config(qt_config *c, bool tied, bool head) {
-    assert_int_equal(qt_config_defaults(c), 0);
-    c->model.n_layer = 2;
-    c->model.n_head = 2;
-    c->model.d_model = 48;
-    c->model.d_ff = 80;
-    c->model.seq_len = 8;
-    c->model.tie_embeddings = tied;
-    c->quant.quantize_head = head;
-    c->data.batch_size = 2;
-    c->run.eval_batches = 3;
-}
-
-static double normal_cb(void *rng) { return data_rng_normal(rng); }
-
-/* GPT-2 init, then rows scaled over many binades, one all-zero row and one tiny row (scale clamped
- * at 2^-127 in some formats), so every Slice-and-Scale path is exercised. */
-static qt_model *make_model(const qt_config *c, uint64_t seed) {
-    char err[256];
-    qt_model *m = qt_model_create(c, err, sizeof err);
-    assert_non_null(m);
-    data_rng rng;
-    data_rng_seed(&rng, seed, DATA_STREAM_INIT);
-    qt_model_init(m, normal_cb, &rng);
-    for (size_t i = 0; i < m->n_params; i++) {
-        ag_tensor *t = &m->params[i].t;
-        if (t->ndim != 2)
-            continue;
-        size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
-        float *w = t->data;
-        for (size_t r = 0; r < rows; r++) {
-            float s = r == 1 ? 0.0f : r == 2 ? 1e-38f : ldexpf(1.0f, (int)(r % 13) - 6);
-            for (size_t k = 0; k < cols; k++)
-                w[r * cols + k] *= s;
-        }
-    }
-    return m;
-}
-
-static size_t numel(const ag_tensor *t) { return t->numel; }
-
-static const qt_anchor_tensor *find_tensor(const qt_anchor_ckpt *a, const char *name) {
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->t[i].name, name) == 0)
-            return &a->t[i];
-    return NULL;
-}
+static int setup(void **state) { return qtt_tmpdir_setup(state, "qat_anchor", "anchor.h5", false); }
 
 /* ---- the checkpoint layer: extra attributes ---- */
 
@@ -253,23 +158,14 @@ static void add_string_attr(hid_t fid) {
 
 /* ---- anchors ---- */
 
-static void write_model_anchor(const char *path, const qt_model *m, bool head, mx_format f,
-                               mx_rounding r, qt_anchor_ckpt *a) {
-    char err[512] = "";
-    assert_int_equal(qt_anchor_from_model(a, m, head, f, r, "[run]\nseed = 5\n", 77,
-                                          0x1234567890ABCDEFull, err, sizeof err),
-                     0);
-    assert_int_equal(qt_anchor_write(path, a, err, sizeof err), 0);
-}
-
 static void test_checksum_covers_attributes(void **state) {
     fx *f = *state;
     qt_config c;
-    small_config(&c, false, true);
-    qt_model *m = make_model(&c, 1);
+    qtt_small_config(&c, false, true);
+    qt_model *m = qtt_make_model(&c, 1);
     qt_anchor_ckpt a, r;
     char err[512] = "";
-    write_model_anchor(f->path, m, true, MX_INT8, MX_ROUND_EVEN, &a);
+    qtt_write_model_anchor(f->path, m, true, MX_INT8, MX_ROUND_EVEN, &a);
     assert_int_equal(qt_anchor_read(f->path, &r, err, sizeof err), 0);
     qt_anchor_free(&r);
     edit_and_reseal(f->path, rewrite_shape);
@@ -315,7 +211,7 @@ static void check_anchor_file(const char *path, const qt_model *m, bool head, mx
             assert_non_null(t);
             assert_int_equal(t->dtype, QT_CK_F32);
             assert_int_equal(t->ndim, p->t.ndim);
-            assert_memory_equal(t->data, p->t.data, numel(&p->t) * sizeof(float));
+            assert_memory_equal(t->data, p->t.data, qtt_numel(&p->t) * sizeof(float));
             continue;
         }
         n_quant++;
@@ -367,10 +263,10 @@ static void test_anchor_round_trip(void **state) {
                  {false, false, MX_INT8, MX_ROUND_NEAREST}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         qt_config c;
-        small_config(&c, cases[k].tied, cases[k].head);
-        qt_model *m = make_model(&c, 10 + k);
+        qtt_small_config(&c, cases[k].tied, cases[k].head);
+        qt_model *m = qtt_make_model(&c, 10 + k);
         qt_anchor_ckpt a, r;
-        write_model_anchor(f->path, m, cases[k].head, cases[k].f, cases[k].r, &a);
+        qtt_write_model_anchor(f->path, m, cases[k].head, cases[k].f, cases[k].r, &a);
         /* head decides lm_head (or the tied wte); the block matrices are always quantized. */
         size_t nq = qt_anchor_quantized_count(&a, NULL);
         assert_int_equal(nq, 6 * 2 + (cases[k].head ? 1 : 0));
@@ -383,7 +279,7 @@ static void test_anchor_round_trip(void **state) {
         assert_int_equal(r.step, 77);
         assert_int_equal(r.n, m->n_params);
         for (size_t i = 0; i < a.n; i++) {
-            const qt_anchor_tensor *x = &a.t[i], *y = find_tensor(&r, x->name);
+            const qt_anchor_tensor *x = &a.t[i], *y = qtt_find_tensor(&r, x->name);
             assert_non_null(y);
             assert_int_equal(y->quantized, x->quantized);
             assert_int_equal(y->ndim, x->ndim);
@@ -408,349 +304,7 @@ static void test_anchor_round_trip(void **state) {
     }
 }
 
-/* Converting gives mx_slice_and_scale of the anchor codes for every anchor format, every MX
- * destination (8 down to 2 bits) and both roundings; converted files hold them packed
- * (mx_pack) and read back with their source. */
-static void test_convert_equals_slice_and_scale(void **state) {
-    fx *f = *state;
-    qt_config c;
-    small_config(&c, false, true);
-    qt_model *m = make_model(&c, 3);
-    static const mx_format anchors[3] = {MX_INT8, MX_FP8_E4M3, MX_FP8_E5M2};
-    char out[256], err[512] = "";
-    snprintf(out, sizeof out, "%s/low.h5", f->dir);
-    for (int ai = 0; ai < 3; ai++)
-        for (int ri = 0; ri < 2; ri++) {
-            qt_anchor_ckpt a, low, r;
-            write_model_anchor(f->path, m, true, anchors[ai], (mx_rounding)ri, &a);
-            qt_anchor_ckpt src;
-            assert_int_equal(qt_anchor_read(f->path, &src, err, sizeof err), 0);
-            for (int d = MX_INT8; d < MX_FORMAT_COUNT; d++) {
-                mx_format dst = (mx_format)d;
-                assert_int_equal(qt_anchor_convert(&src, dst, &low, err, sizeof err), 0);
-                assert_int_equal(low.format, dst);
-                assert_int_equal(low.source, dst == src.format ? MX_FP32 : src.format);
-                for (size_t i = 0; i < src.n; i++) { /* in memory: every pair, both roundings */
-                    const qt_anchor_tensor *t = &src.t[i];
-                    if (!t->quantized)
-                        continue;
-                    size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
-                    size_t ns = rows * mx_num_blocks(cols);
-                    uint8_t *codes = malloc(rows * cols), *scales = malloc(ns);
-                    mx_slice_and_scale(t->codes, t->scales, src.format, codes, scales, dst, rows,
-                                       cols, (mx_rounding)ri);
-                    assert_memory_equal(low.t[i].codes, codes, rows * cols);
-                    assert_memory_equal(low.t[i].scales, scales, ns);
-                    free(codes);
-                    free(scales);
-                }
-                /* On disk (each write fsyncs): every destination from E4M3, mxint4 from the
-                 * others; that covers every packed width. */
-                if (ri != 0 || (anchors[ai] != MX_FP8_E4M3 && dst != MX_INT4)) {
-                    qt_anchor_free(&low);
-                    continue;
-                }
-                assert_int_equal(qt_anchor_write(out, &low, err, sizeof err), 0);
-                qt_ckpt ck;
-                assert_int_equal(qt_ckpt_read(out, &ck, err, sizeof err), 0);
-                if (dst != src.format)
-                    assert_string_equal(qt_ckpt_find_attr(&ck, "", "source_format")->str,
-                                        mx_format_name(src.format));
-                for (size_t i = 0; i < src.n; i++) {
-                    const qt_anchor_tensor *t = &src.t[i];
-                    if (!t->quantized)
-                        continue;
-                    size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1], n = rows * cols;
-                    size_t ns = rows * mx_num_blocks(cols), np = mx_packed_size(dst, n);
-                    uint8_t *codes = malloc(n), *scales = malloc(ns), *packed = malloc(np);
-                    mx_slice_and_scale(t->codes, t->scales, src.format, codes, scales, dst, rows,
-                                       cols, (mx_rounding)ri);
-                    mx_pack(codes, n, dst, packed);
-                    char name[QT_CKPT_NAME_MAX + 16];
-                    snprintf(name, sizeof name, "%s/elements", t->name);
-                    const qt_ckpt_tensor *el = qt_ckpt_find(ck.params, ck.n_params, name);
-                    snprintf(name, sizeof name, "%s/scales", t->name);
-                    const qt_ckpt_tensor *sc = qt_ckpt_find(ck.params, ck.n_params, name);
-                    assert_int_equal(el->shape[0], np);
-                    assert_memory_equal(el->data, packed, np);
-                    assert_memory_equal(sc->data, scales, ns);
-                    assert_string_equal(qt_ckpt_find_attr(&ck, t->name, "format")->str,
-                                        mx_format_name(dst));
-                    free(codes);
-                    free(scales);
-                    free(packed);
-                }
-                qt_ckpt_free(&ck);
-                assert_int_equal(qt_anchor_read(out, &r, err, sizeof err), 0);
-                assert_int_equal(r.format, dst);
-                assert_int_equal(r.source, low.source);
-                for (size_t i = 0; i < low.n; i++) {
-                    const qt_anchor_tensor *y = find_tensor(&r, low.t[i].name);
-                    assert_non_null(y);
-                    if (y->quantized)
-                        assert_memory_equal(y->codes, low.t[i].codes,
-                                            (size_t)y->shape[0] * (size_t)y->shape[1]);
-                }
-                qt_anchor_free(&r);
-                qt_anchor_free(&low);
-            }
-            qt_anchor_free(&src);
-            qt_anchor_free(&a);
-        }
-    qt_model_free(m);
-    qt_config_free(&c);
-}
-
-/* ---- evaluation from an anchor ---- */
-
-/* An evaluator over lent validation text: the config of c, no corpus on disk. */
-static void open_evaluator(qt_evaluator *e, const qt_config *c, uint8_t *val, size_t n_val) {
-    for (size_t i = 0; i < n_val; i++)
-        val[i] = (uint8_t)("the quick brown fox jumps over the lazy dog. "[i % 45]);
-    char *text = qt_config_to_ini(c);
-    assert_non_null(text);
-    qt_eval_opts o = {.config_text = text, .origin = "test", .val = val, .n_val = n_val};
-    char err[512] = "";
-    assert_int_equal(qt_evaluator_open(e, &o, err, sizeof err), 0);
-    free(text);
-}
-
-/* e->model := dequantize(SnS(quantize_anchor(W))) at f (the anchor's own format or fp32: just
- * dequantize), computed here from the mx_ kernels alone; float tensors W. */
-static void set_weights_by_hand(qt_model *dst, const qt_model *src, bool head, mx_format anchor,
-                                mx_format f, mx_rounding r) {
-    for (size_t i = 0; i < src->n_params; i++) {
-        const qt_param *p = &src->params[i];
-        float *out = dst->params[i].t.data;
-        if (!qt_model_param_quantized(src, p, head)) {
-            memcpy(out, p->t.data, numel(&p->t) * sizeof(float));
-            continue;
-        }
-        size_t rows = (size_t)p->t.shape[0], cols = (size_t)p->t.shape[1], n = rows * cols;
-        size_t ns = rows * mx_num_blocks(cols);
-        uint8_t *c8 = malloc(n), *s8 = malloc(ns), *cl = malloc(n), *sl = malloc(ns);
-        mx_quantize(p->t.data, c8, s8, rows, cols, anchor, r);
-        if (f == MX_FP32 || f == anchor) {
-            mx_dequantize(c8, s8, out, rows, cols, anchor);
-        } else {
-            mx_slice_and_scale(c8, s8, anchor, cl, sl, f, rows, cols, r);
-            mx_dequantize(cl, sl, out, rows, cols, f);
-        }
-        free(c8);
-        free(s8);
-        free(cl);
-        free(sl);
-    }
-}
-
-static void copy_weights(qt_model *dst, const qt_model *src) {
-    memcpy(dst->data, src->data, src->n_floats * sizeof(float));
-}
-
-static void assert_same_loss(double a, double b, const char *what, mx_format f) {
-    if (memcmp(&a, &b, sizeof a) != 0) {
-        print_error("%s at %s: %.17g vs %.17g\n", what, mx_format_name(f), a, b);
-        fail();
-    }
-}
-
-static void test_eval_from_anchor_is_bit_identical(void **state) {
-    fx *f = *state;
-    static const struct {
-        mx_format anchor;
-        mx_rounding r;
-    } cases[] = {{MX_INT8, MX_ROUND_EVEN}, {MX_FP8_E4M3, MX_ROUND_NEAREST}};
-    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        qt_config c;
-        small_config(&c, false, true);
-        c.quant.rounding = (qt_rounding)cases[k].r;
-        qt_model *m = make_model(&c, 20 + k);
-        uint8_t val[400];
-        qt_evaluator e;
-        open_evaluator(&e, &c, val, sizeof val);
-        assert_int_equal(e.n_batches, 3);
-        qt_anchor_ckpt a, r;
-        char err[512] = "";
-        write_model_anchor(f->path, m, true, cases[k].anchor, cases[k].r, &a);
-        assert_int_equal(qt_anchor_read(f->path, &r, err, sizeof err), 0);
-
-        mx_format fmts[16];
-        qt_eval_row rows[16], direct[16];
-        int n = qt_eval_parse_formats("all", fmts, 16, err, sizeof err);
-        assert_int_equal(n, 10);
-        for (int i = 0; i < n; i++)
-            rows[i].format = direct[i].format = fmts[i];
-        assert_int_equal(
-            qt_eval_anchor_rows(&e, &r, f->path, true, rows, n, NULL, "t", err, sizeof err), 0);
-        /* Training under weights_via_anchor sees the same weights: direct rows with via. */
-        qt_quant base = {.format = MX_FP32,
-                         .rounding = cases[k].r,
-                         .weights_via = cases[k].anchor,
-                         .activations = true,
-                         .head = true};
-        copy_weights(e.model, m);
-        assert_int_equal(qt_eval_direct_rows(&e, &base, direct, n, NULL, "t", err, sizeof err), 0);
-        for (int i = 0; i < n; i++) {
-            mx_format fm = rows[i].format;
-            assert_false(isnan(rows[i].loss));
-            set_weights_by_hand(e.model, m, true, cases[k].anchor, fm, cases[k].r);
-            qt_quant q = {.format = fm,
-                          .rounding = cases[k].r,
-                          .weights_via = MX_FP32,
-                          .weights_ready = true,
-                          .activations = true,
-                          .head = true};
-            double loss = NAN;
-            assert_int_equal(qt_evaluator_loss(&e, &q, &loss, err, sizeof err), 0);
-            assert_same_loss(rows[i].loss, loss, "anchor row vs weights set by hand", fm);
-            if (fm != MX_FP32)
-                assert_same_loss(rows[i].loss, direct[i].loss, "anchor row vs weights_via", fm);
-        }
-        /* The rows differ from each other (the formats really were applied), and from float. */
-        assert_true(rows[9].loss != rows[0].loss); /* mxint2 vs dequantized anchor */
-        assert_true(direct[0].loss != rows[0].loss);
-
-        /* A converted file evaluates at its own format only; others are skipped with a note. */
-        qt_anchor_ckpt low;
-        assert_int_equal(qt_anchor_convert(&r, MX_INT4, &low, err, sizeof err), 0);
-        qt_eval_row two[3] = {{.format = MX_FP32}, {.format = MX_INT4}, {.format = MX_INT2}};
-        assert_int_equal(
-            qt_eval_anchor_rows(&e, &low, "low.h5", true, two, 3, NULL, "t", err, sizeof err), 0);
-        assert_false(isnan(two[0].loss));
-        assert_false(isnan(two[1].loss));
-        assert_true(isnan(two[2].loss));
-        assert_has(two[2].note, "already converted");
-        if (cases[k].anchor == MX_INT8)
-            assert_same_loss(two[1].loss, rows[7].loss, "converted mxint4 vs anchor row", MX_INT4);
-
-        qt_anchor_free(&low);
-        qt_anchor_free(&r);
-        qt_anchor_free(&a);
-        qt_evaluator_close(&e);
-        qt_evaluator_close(&e); /* idempotent */
-        qt_model_free(m);
-        qt_config_free(&c);
-    }
-}
-
-/* An anchor made from a training checkpoint equals the one made from the model it holds. */
-static void test_anchor_from_train_checkpoint(void **state) {
-    fx *f = *state;
-    qt_config c;
-    small_config(&c, true, true);
-    c.quant.rounding = QT_ROUND_NEAREST;
-    qt_model *m = make_model(&c, 4);
-    char *text = qt_config_to_ini(&c);
-    qt_ckpt_tensor *params = calloc(m->n_params, sizeof *params);
-    for (size_t i = 0; i < m->n_params; i++) {
-        qt_ckpt_tensor *t = &params[i];
-        snprintf(t->name, sizeof t->name, "%s", m->params[i].name);
-        t->dtype = QT_CK_F32;
-        t->ndim = m->params[i].t.ndim;
-        for (int d = 0; d < t->ndim; d++)
-            t->shape[d] = m->params[i].t.shape[d];
-        t->data = m->params[i].t.data;
-    }
-    qt_ckpt ck = {.kind = QT_CKPT_TRAIN,
-                  .step = 9,
-                  .config_text = text,
-                  .model_hash = qt_config_model_hash(&c),
-                  .params = params,
-                  .n_params = m->n_params};
-    qt_anchor_ckpt a, b;
-    char err[512] = "";
-    assert_int_equal(qt_anchor_from_train(&a, &ck, "t.h5", MX_FP8_E5M2, err, sizeof err), 0);
-    assert_int_equal(qt_anchor_from_model(&b, m, true, MX_FP8_E5M2, MX_ROUND_NEAREST, text, 9,
-                                          ck.model_hash, err, sizeof err),
-                     0);
-    assert_int_equal(a.rounding, MX_ROUND_NEAREST);
-    assert_int_equal(a.n, b.n);
-    assert_true(qt_anchor_head_quantized(&a, m)); /* tied: wte, per quant.quantize_head */
-    for (size_t i = 0; i < a.n; i++) {
-        assert_string_equal(a.t[i].name, b.t[i].name);
-        assert_int_equal(a.t[i].quantized, b.t[i].quantized);
-        size_t n = (size_t)a.t[i].shape[0] * (size_t)(a.t[i].ndim == 2 ? a.t[i].shape[1] : 1);
-        if (a.t[i].quantized)
-            assert_memory_equal(a.t[i].codes, b.t[i].codes, n);
-        else
-            assert_memory_equal(a.t[i].data, b.t[i].data, n * sizeof(float));
-    }
-    qt_anchor_free(&b);
-    qt_anchor_free(&a);
-
-    ck.model_hash ^= 1;
-    assert_int_equal(qt_anchor_from_train(&a, &ck, "t.h5", MX_INT8, err, sizeof err), -1);
-    assert_has(err, "t.h5: model_hash");
-    ck.model_hash ^= 1;
-    assert_int_equal(qt_anchor_from_train(&a, &ck, "t.h5", MX_INT4, err, sizeof err), -1);
-    assert_has(err, "mxint4 is not an anchor format");
-    ck.kind = QT_CKPT_ANCHOR;
-    assert_int_equal(qt_anchor_from_train(&a, &ck, "t.h5", MX_INT8, err, sizeof err), -1);
-    assert_has(err, "t.h5: is an anchor, not a training checkpoint");
-    ck.kind = QT_CKPT_TRAIN;
-    snprintf(params[3].name, sizeof params[3].name, "renamed");
-    assert_int_equal(qt_anchor_from_train(&a, &ck, "t.h5", MX_INT8, err, sizeof err), -1);
-    assert_has(err, "t.h5: /params/");
-    assert_has(err, "is missing");
-    assert_null(a.t);
-    (void)f;
-    free(params);
-    free(text);
-    qt_model_free(m);
-    qt_config_free(&c);
-}
-
 /* ---- refusals ---- */
-
-static void test_conversion_refusals(void **state) {
-    (void)state;
-    qt_config c;
-    small_config(&c, false, false);
-    qt_model *m = make_model(&c, 6);
-    qt_anchor_ckpt a, low, out;
-    char err[512] = "", why[256] = "";
-    assert_int_equal(
-        qt_anchor_from_model(&a, m, false, MX_INT4, MX_ROUND_EVEN, NULL, 0, 0, err, sizeof err),
-        -1);
-    assert_has(err, "mxint4 is not an anchor format");
-    assert_null(a.t);
-    assert_int_equal(
-        qt_anchor_from_model(&a, m, false, MX_INT8, MX_ROUND_EVEN, NULL, 0, 0, err, sizeof err), 0);
-    assert_int_equal(qt_anchor_check_convert(&a, MX_FP32, why, sizeof why), -1);
-    assert_has(why, "fp32 (32 bits) is above mxint8 (8 bits)");
-    for (int d = MX_INT8; d < MX_FORMAT_COUNT; d++) /* 8-bit anchors reach every MX format */
-        assert_int_equal(qt_anchor_check_convert(&a, (mx_format)d, why, sizeof why), 0);
-    assert_int_equal(qt_anchor_convert(&a, MX_FP32, &out, err, sizeof err), -1);
-    assert_has(err, "cannot convert to fp32");
-    assert_null(out.t);
-    assert_int_equal(qt_anchor_convert(&a, MX_INT4, &low, err, sizeof err), 0);
-    assert_int_equal(low.source, MX_INT8);
-    assert_int_equal(qt_anchor_check_convert(&low, MX_INT8, why, sizeof why), -1);
-    assert_has(why, "mxint8 (8 bits) is above mxint4 (4 bits)");
-    assert_int_equal(qt_anchor_check_convert(&low, MX_FP6_E2M3, why, sizeof why), -1);
-    assert_has(why, "above");
-    assert_int_equal(qt_anchor_check_convert(&low, MX_INT2, why, sizeof why), -1);
-    assert_has(why, "already converted (mxint8 -> mxint4)");
-    assert_int_equal(qt_anchor_check_convert(&low, MX_INT4, why, sizeof why), 0); /* identity */
-    assert_int_equal(qt_anchor_load_model(&low, m, MX_INT2, "low.h5", err, sizeof err), -1);
-    assert_has(err, "low.h5: cannot evaluate at mxint2");
-
-    /* A model of another shape is named tensor by tensor. */
-    qt_config c2;
-    small_config(&c2, false, false);
-    c2.model.d_model = 64;
-    char e2[256];
-    qt_model *m2 = qt_model_create(&c2, e2, sizeof e2);
-    assert_int_equal(qt_anchor_load_model(&a, m2, MX_INT8, "a.h5", err, sizeof err), -1);
-    assert_has(err, "a.h5: /params/wte has shape [256, 48], the model needs [256, 64]");
-    qt_model_free(m2);
-    qt_config_free(&c2);
-
-    qt_anchor_free(&low);
-    qt_anchor_free(&a);
-    qt_model_free(m);
-    qt_config_free(&c);
-}
 
 /* One valid quantized tensor "x" [3, 40] in mxint4 plus a float "b"; mutate() breaks it. */
 typedef struct tiny_anchor {
@@ -861,57 +415,13 @@ static void test_broken_anchors_are_refused(void **state) {
     }
 }
 
-static void test_format_lists_and_csv(void **state) {
-    fx *f = *state;
-    mx_format v[16];
-    char err[512] = "";
-    assert_int_equal(qt_eval_parse_formats("all", v, 16, err, sizeof err), 10);
-    assert_int_equal(v[0], MX_FP32);
-    assert_int_equal(v[9], MX_INT2);
-    assert_int_equal(qt_eval_parse_formats(" mxint4 , mxfp4_e2m1", v, 16, err, sizeof err), 3);
-    assert_int_equal(v[0], MX_FP32);
-    assert_int_equal(v[1], MX_INT4);
-    assert_int_equal(v[2], MX_FP4_E2M1);
-    assert_int_equal(qt_eval_parse_formats("fp32,mxint8", v, 16, err, sizeof err), 2);
-    assert_int_equal(qt_eval_parse_formats("mxint3", v, 16, err, sizeof err), -1);
-    assert_has(err, "--formats: unknown format 'mxint3'");
-    assert_int_equal(qt_eval_parse_formats("mxint4,fp32,mxint4", v, 16, err, sizeof err), -1);
-    assert_has(err, "'mxint4' listed twice");
-    assert_int_equal(qt_eval_parse_formats("mxint4,", v, 16, err, sizeof err), -1);
-    assert_has(err, "unknown format ''");
-
-    qt_eval_row rows[3] = {{.format = MX_FP32, .loss = 2.0},
-                           {.format = MX_FP4_E2M1, .loss = 2.5},
-                           {.format = MX_INT2, .loss = NAN, .note = "no, not this one"}};
-    char path[256];
-    snprintf(path, sizeof path, "%s/t.csv", f->dir);
-    assert_int_equal(qt_eval_write_csv(path, rows, 3, err, sizeof err), 0);
-    FILE *fp = fopen(path, "r");
-    char buf[512] = "";
-    size_t n = fread(buf, 1, sizeof buf - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    assert_string_equal(buf, "format,bits_per_element,val_loss,perplexity,delta_vs_fp32,note\n"
-                             "fp32,32.00,2.000000,7.389056,0.000000,\n"
-                             "mxfp4_e2m1,4.25,2.500000,12.182494,0.500000,\n"
-                             "mxint2,2.25,,,,\"no, not this one\"\n");
-    snprintf(path, sizeof path, "%s/missing/t.csv", f->dir);
-    assert_int_equal(qt_eval_write_csv(path, rows, 3, err, sizeof err), -1);
-    assert_has(err, "missing/t.csv");
-}
-
 int qtt_run_anchor(void) {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, qtt_tmpdir_teardown)
     const struct CMUnitTest tests[] = {
         T(test_ckpt_attrs_round_trip),
         T(test_checksum_covers_attributes),
         T(test_anchor_round_trip),
-        T(test_convert_equals_slice_and_scale),
-        T(test_eval_from_anchor_is_bit_identical),
-        T(test_anchor_from_train_checkpoint),
-        T(test_conversion_refusals),
         T(test_broken_anchors_are_refused),
-        T(test_format_lists_and_csv),
     };
 #undef T
     return cmocka_run_group_tests_name("anchor", tests, NULL, NULL);

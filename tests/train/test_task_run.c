@@ -91,5 +91,5 @@ int qtt_run_task_run(void) {
         cmocka_unit_test(t_advantages),
         cmocka_unit_test(t_val_batches),
     };
-    return cmocka_run_group_tests_name("train/task_run", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("task_run", tests, NULL, NULL);
 }
