@@ -1,7 +1,8 @@
 /* ckpt_internal.h — private to train/io/ckpt*.c: the pieces the checkpoint writer and reader share.
  *
- * Not a public header: only train/io/ckpt*.c and their test (tests/train/test_ckpt.c, which
- * re-seals damaged files to reach the inner checks) include it. It does not include <hdf5.h>. */
+ * Not a public header: only train/io/ckpt*.c and their tests (tests/train/qttest.c,
+ * test_ckpt_damage.c and test_anchor.c, which re-seal damaged files to reach the inner checks)
+ * include it. It does not include <hdf5.h>. */
 #ifndef QAT_TRAIN_IO_CKPT_INTERNAL_H
 #define QAT_TRAIN_IO_CKPT_INTERNAL_H
 
