@@ -20,40 +20,23 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "autograd/ag.h"
+#include "bench/lib/bench_util.h"
+#include "bench/lib/sgemm_ceiling.h"
+#include "bench/lib/step_profile.h"
 #include "optim/opt.h"
 #include "train/model/gpt.h"
 #include "train/run/progress.h"
 #include "train/run/session.h"
 
 #include <cblas.h>
-#include <math.h>
 #include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_STEPS 100000
-/* Must stay the model's own constant (train/model/gpt.c); the replica check below catches drift. */
-#define BENCH_LN_EPS 1e-5
-#define BENCH_ROPE_BASE 10000.0
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* User + system CPU seconds of this process (all threads). */
-static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
 
 static void print_loadavg(const char *when) {
     FILE *f = fopen("/proc/loadavg", "r");
@@ -65,30 +48,6 @@ static void print_loadavg(const char *when) {
     }
     buf[strcspn(buf, "\n")] = '\0';
     printf("load average (%s): %s  [%ld online cores]\n", when, buf, sysconf(_SC_NPROCESSORS_ONLN));
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct stats {
-    double median, mean, min, max;
-} stats;
-
-/* Summary of v[0..n) (n >= 1); v is sorted in place. */
-static stats summarize(double *v, int n) {
-    stats s = {0, 0, 0, 0};
-    if (n < 1)
-        return s;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    for (int i = 0; i < n; i++)
-        s.mean += v[i];
-    s.mean /= n;
-    s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    s.min = v[0];
-    s.max = v[n - 1];
-    return s;
 }
 
 /* ---- FLOP count ------------------------------------------------------------------------------ */
@@ -114,423 +73,6 @@ static flops count_flops(const qt_model *m, int B, int T) {
     f.attention = 12 * L * (double)B * (double)T * (double)T * C;
     f.total = f.linear + f.attention;
     return f;
-}
-
-/* ---- sgemm ceiling --------------------------------------------------------------------------- */
-
-/* One weight-matmul shape of the model: IC inputs, OC outputs, used `count` times per step. */
-typedef struct mm_shape {
-    const char *what;
-    int IC, OC, count;
-} mm_shape;
-
-#define SG_SHAPES 5
-#define SG_CASES (SG_SHAPES * 3) /* up to SG_SHAPES shapes x 3 transpose patterns */
-
-/* sgemm on the model's shapes, one round (every case once) after each timed step, so that the
- * ceiling and the step are measured under the same load. */
-typedef struct sgemm_bench {
-    mm_shape sh[SG_SHAPES];
-    int n_sh, R, rounds, cap;
-    float *x, *dy, *w, *out;
-    double *t[SG_CASES]; /* seconds, one per round */
-} sgemm_bench;
-
-static float *rand_buf(size_t n, unsigned *seed) {
-    float *p = malloc(n * sizeof *p);
-    if (!p)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        p[i] = (float)((*seed >> 8) & 0xFFFF) / 65536.0f - 0.5f;
-    }
-    return p;
-}
-
-/* One transpose pattern of linear(R, IC → OC) as the training does it. Pattern 0: forward
- * y = x·wᵀ (NT); 1: dx += dy·w (NN); 2: dw += dyᵀ·x (TN). Returns seconds. */
-static double run_gemm(const sgemm_bench *g, int pat, int IC, int OC) {
-    int R = g->R;
-    double t0 = now_s();
-    if (pat == 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, OC, IC, 1, g->x, IC, g->w, IC, 0,
-                    g->out, OC);
-    else if (pat == 1)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, IC, OC, 1, g->dy, OC, g->w, IC, 1,
-                    g->out, IC);
-    else
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, R, 1, g->dy, OC, g->x, IC, 1,
-                    g->out, IC);
-    return now_s() - t0;
-}
-
-static void sgemm_free(sgemm_bench *g) {
-    free(g->x);
-    free(g->dy);
-    free(g->w);
-    free(g->out);
-    for (int i = 0; i < SG_CASES; i++)
-        free(g->t[i]);
-}
-
-/* Buffers for `cap` rounds, and one untimed round. Returns 0 or -1 (out of memory). */
-static int sgemm_init(sgemm_bench *g, const mm_shape *sh, int n_sh, int R, int cap) {
-    memset(g, 0, sizeof *g);
-    memcpy(g->sh, sh, (size_t)n_sh * sizeof *sh);
-    g->n_sh = n_sh;
-    g->R = R;
-    g->cap = cap;
-    int maxd = 1;
-    for (int i = 0; i < n_sh; i++) {
-        maxd = sh[i].IC > maxd ? sh[i].IC : maxd;
-        maxd = sh[i].OC > maxd ? sh[i].OC : maxd;
-    }
-    unsigned seed = 12345;
-    size_t big = (size_t)R * (size_t)maxd, sq = (size_t)maxd * (size_t)maxd;
-    g->x = rand_buf(big, &seed);
-    g->dy = rand_buf(big, &seed);
-    g->w = rand_buf(sq, &seed);
-    g->out = calloc(big > sq ? big : sq, sizeof *g->out);
-    bool ok = g->x && g->dy && g->w && g->out;
-    for (int i = 0; i < 3 * n_sh; i++)
-        ok = ok && (g->t[i] = calloc((size_t)cap, sizeof(double))) != NULL;
-    if (!ok) {
-        sgemm_free(g);
-        return -1;
-    }
-    for (int i = 0; i < n_sh; i++)
-        for (int p = 0; p < 3; p++)
-            run_gemm(g, p, sh[i].IC, sh[i].OC);
-    return 0;
-}
-
-static void sgemm_round(sgemm_bench *g) {
-    if (g->rounds == g->cap)
-        return;
-    for (int i = 0; i < g->n_sh; i++)
-        for (int p = 0; p < 3; p++)
-            g->t[3 * i + p][g->rounds] = run_gemm(g, p, g->sh[i].IC, g->sh[i].OC);
-    g->rounds++;
-}
-
-/* Prints every case (median over the rounds) and returns the step-weighted rate in GFLOP/s: the
- * FLOPs of all of one step's weight matmuls divided by the time sgemm alone takes for them. */
-static double sgemm_report(sgemm_bench *g) {
-    static const char *const pat_name[3] = {"NT (fwd y=x·wT)", "NN (bwd dx=dy·w)",
-                                            "TN (bwd dw=dyT·x)"};
-    int R = g->R;
-    printf("\nsgemm in this process (%d threads) on the model's weight-matmul shapes, median of %d "
-           "rounds, one round after each timed step:\n",
-           omp_get_max_threads(), g->rounds);
-    printf("  %-8s %5s %5s %5s  %-18s %9s %9s\n", "layer", "M", "N", "K", "pattern", "ms",
-           "GFLOP/s");
-    double sum_f = 0, sum_t = 0;
-    for (int i = 0; i < g->n_sh; i++) {
-        for (int p = 0; p < 3; p++) {
-            int IC = g->sh[i].IC, OC = g->sh[i].OC;
-            double f = 2.0 * R * IC * OC;
-            double t = summarize(g->t[3 * i + p], g->rounds).median;
-            int M = p == 2 ? OC : R, N = p == 0 ? OC : IC, K = p == 0 ? IC : p == 1 ? OC : R;
-            printf("  %-8s %5d %5d %5d  %-18s %9.3f %9.1f\n", g->sh[i].what, M, N, K, pat_name[p],
-                   1e3 * t, f / t * 1e-9);
-            sum_f += g->sh[i].count * f;
-            sum_t += g->sh[i].count * t;
-        }
-    }
-    double rate = sum_f / sum_t * 1e-9;
-    printf("  step-weighted sgemm rate (each shape x3 patterns, counted as often as one step "
-           "uses it): %.1f GFLOP/s\n",
-           rate);
-    return rate;
-}
-
-/* ---- instrumented step --------------------------------------------------------------------- */
-
-/* Op roles in the step. Each tape node is tagged with the role of the model op that recorded it,
- * so forward and backward time land in the same row. */
-enum {
-    R_EMBED, /* token embedding + learned positions */
-    R_NORM,  /* ln1, ln2, ln_f */
-    R_QKV,   /* wq, wk, wv */
-    R_ROPE,
-    R_ATTN, /* fused causal attention */
-    R_WO,
-    R_RESID, /* residual adds */
-    R_UP,
-    R_GELU,
-    R_DOWN,
-    R_HEAD, /* LM head (wte when tied) */
-    R_XENT, /* cross-entropy */
-    R_FQ,   /* MX fake quantization of linear inputs and weights ([quant] mode != none) */
-    R_COUNT
-};
-static const char *const role_name[R_COUNT] = {
-    "embed+pos", "norms", "linear qkv",  "rope",    "attention",     "linear wo", "residual add",
-    "linear up", "gelu",  "linear down", "lm head", "cross-entropy", "fake quant"};
-
-typedef struct prof {
-    double fwd[R_COUNT], bwd[R_COUNT]; /* seconds summed over the profiled steps */
-    double cpu[R_COUNT];               /* process CPU seconds (all threads), fwd + bwd */
-    unsigned char *tag;                /* role of tape node i */
-    size_t tag_cap;
-    double t0;
-    double c0;
-    size_t n0;
-    size_t grad_bytes; /* arena bytes of the grad buffers the last backward zero-filled */
-    ag_tape *tape;
-} prof;
-
-static void mark(prof *p) {
-    p->n0 = ag_tape_size(p->tape);
-    p->c0 = cpu_s();
-    p->t0 = now_s();
-}
-
-/* Ends the op started at mark(): adds its forward time to `role` and tags the nodes it recorded. */
-static ag_tensor *done(prof *p, int role, ag_tensor *r) {
-    p->fwd[role] += now_s() - p->t0;
-    p->cpu[role] += cpu_s() - p->c0;
-    size_t n1 = ag_tape_size(p->tape);
-    for (size_t i = p->n0; i < n1 && i < p->tag_cap; i++)
-        p->tag[i] = (unsigned char)role;
-    return r;
-}
-
-static ag_tensor *pos_view(ag_tape *t, ag_tensor *wpe, int T) {
-    ag_tensor *v = ag_tape_alloc(t, sizeof *v);
-    if (!v)
-        return NULL;
-    int64_t shape[2] = {T, wpe->shape[1]};
-    ag_tensor_wrap(v, AG_F32, wpe->data, wpe->grad, 2, shape);
-    v->requires_grad = wpe->requires_grad;
-    return v;
-}
-
-static ag_tensor *norm_op(prof *p, qt_model *m, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
-    mark(p);
-    return done(p, R_NORM,
-                m->norm == QT_NORM_LAYERNORM ? ag_layernorm(p->tape, x, w, b, BENCH_LN_EPS)
-                                             : ag_rmsnorm(p->tape, x, w, BENCH_LN_EPS));
-}
-
-/* gpt.c's quant_input: the input of a linear layer, fake-quantized when activations are. */
-static ag_tensor *quant_in(prof *p, qt_model *m, ag_tensor *x) {
-    const qt_quant *q = &m->quant;
-    if (q->format == MX_FP32 || !q->activations)
-        return x;
-    ag_fq_spec spec = {q->format, q->rounding, q->ste, MX_FP32};
-    mark(p);
-    return done(p, R_FQ, ag_fakequant(p->tape, x, &spec, -1));
-}
-
-/* gpt.c's qlinear: y = x·Wᵀ with W fake-quantized in the step's format. */
-static ag_tensor *linear_op(prof *p, qt_model *m, int role, ag_tensor *x, ag_tensor *w) {
-    const qt_quant *q = &m->quant;
-    if (q->format != MX_FP32 && !q->weights_ready) {
-        ag_fq_spec spec = {q->format, q->rounding, q->ste, q->weights_via};
-        mark(p);
-        w = done(p, R_FQ, ag_fakequant(p->tape, w, &spec, -1));
-    }
-    mark(p);
-    return done(p, role, ag_linear(p->tape, x, w));
-}
-
-/* gpt.c's project: a real projection, or CRoPE's complex-linear one (planes quantized apart). */
-static ag_tensor *project_op(prof *p, qt_model *m, int role, ag_tensor *x, ag_tensor *re,
-                             ag_tensor *im) {
-    if (!im)
-        return linear_op(p, m, role, x, re);
-    const qt_quant *q = &m->quant;
-    if (q->format != MX_FP32 && !q->weights_ready) {
-        ag_fq_spec spec = {q->format, q->rounding, q->ste, q->weights_via};
-        mark(p);
-        re = done(p, R_FQ, ag_fakequant(p->tape, re, &spec, -1));
-        mark(p);
-        im = done(p, R_FQ, ag_fakequant(p->tape, im, &spec, -1));
-    }
-    mark(p);
-    return done(p, role, ag_clinear(p->tape, x, re, im));
-}
-
-/* gpt.c's attention up to the output projection: the fused q/k/v GEMM (and packed rope) into
- * packed attention, or three projections (CRoPE). a is ln1's output, quantized. */
-static ag_tensor *attention_op(prof *p, qt_model *m, qt_block *k, ag_tensor *a) {
-    ag_tape *t = p->tape;
-    ag_tensor *w3 = a ? qt_block_qkv_weight(t, k) : NULL;
-    if (w3) {
-        ag_tensor *qkv = linear_op(p, m, R_QKV, a, w3);
-        if (m->positions == QT_POS_ROPE) {
-            mark(p);
-            qkv = done(p, R_ROPE, ag_rope_packed(t, qkv, m->NH, 0, BENCH_ROPE_BASE));
-        }
-        mark(p);
-        return done(p, R_ATTN, ag_attention_packed(t, qkv, m->NH));
-    }
-    ag_tensor *q = project_op(p, m, R_QKV, a, k->wq, k->wq_im);
-    ag_tensor *kk = project_op(p, m, R_QKV, a, k->wk, k->wk_im);
-    ag_tensor *v = project_op(p, m, R_QKV, a, k->wv, k->wv_im);
-    if (m->positions == QT_POS_ROPE) {
-        mark(p);
-        q = done(p, R_ROPE, ag_rope(t, q, m->NH, 0, BENCH_ROPE_BASE));
-        mark(p);
-        kk = done(p, R_ROPE, ag_rope(t, kk, m->NH, 0, BENCH_ROPE_BASE));
-    }
-    mark(p);
-    return done(p, R_ATTN, ag_attention(t, q, kk, v, m->NH));
-}
-
-/* The op sequence of qt_model_loss (train/model/gpt.c), one timer per op. */
-static ag_tensor *profiled_loss(prof *p, qt_model *m, const int32_t *x, const int32_t *y, int B,
-                                int T) {
-    ag_tape *t = p->tape;
-    mark(p);
-    ag_tensor *h = done(p, R_EMBED, ag_embedding(t, m->wte, x, B, T)); /* (B,T,C) */
-    if (m->wpe) {
-        mark(p);
-        h = done(p, R_EMBED, ag_add(t, h, pos_view(t, m->wpe, T)));
-    }
-    for (int i = 0; i < m->L; i++) {
-        qt_block *k = &m->blocks[i];
-        ag_tensor *a = quant_in(p, m, norm_op(p, m, h, k->ln1_w, k->ln1_b));
-        ag_tensor *att = attention_op(p, m, k, a);
-        ag_tensor *o = project_op(p, m, R_WO, quant_in(p, m, att), k->wo, k->wo_im);
-        mark(p);
-        h = done(p, R_RESID, ag_add(t, h, o));
-        ag_tensor *u = quant_in(p, m, norm_op(p, m, h, k->ln2_w, k->ln2_b));
-        u = linear_op(p, m, R_UP, u, k->up);
-        mark(p);
-        u = quant_in(p, m, done(p, R_GELU, ag_gelu(t, u)));
-        ag_tensor *d = linear_op(p, m, R_DOWN, u, k->down);
-        mark(p);
-        h = done(p, R_RESID, ag_add(t, h, d));
-    }
-    h = norm_op(p, m, h, m->lnf_w, m->lnf_b);
-    ag_tensor *head = m->lm_head ? m->lm_head : m->wte, *logits; /* logits (B,T,V) */
-    if (m->quant.head) {
-        logits = linear_op(p, m, R_HEAD, quant_in(p, m, h), head);
-    } else {
-        mark(p);
-        logits = done(p, R_HEAD, ag_linear(t, h, head));
-    }
-    mark(p);
-    return done(p, R_XENT, ag_cross_entropy(t, logits, y));
-}
-
-/* ag_backward (autograd/tape.c) with a timer per node: ag_backward_prepare first (zero-filled
- * arena grads of every recorded tensor), then the backward functions in reverse. *t_nodes receives
- * the time at which the first node starts. Returns 0 or -1 (arena). */
-static int profiled_backward(prof *p, ag_tensor *loss, double *t_nodes, double *c_nodes) {
-    ag_tape *t = p->tape;
-    size_t n = ag_tape_size(t), used0 = ag_arena_used(ag_tape_arena(t));
-    if (ag_backward_prepare(t, loss) != 0)
-        return -1;
-    p->grad_bytes = ag_arena_used(ag_tape_arena(t)) - used0;
-    for (size_t i = 0; i < loss->numel; i++)
-        ((float *)loss->grad)[i] = 1.0f;
-    *c_nodes = cpu_s();
-    *t_nodes = now_s();
-    for (size_t i = n; i-- > 0;) {
-        /* The tape hands out const nodes; backward functions take them mutable (they are). */
-        ag_node *nd = (ag_node *)ag_tape_node(t, i);
-        int role = i < p->tag_cap ? p->tag[i] : R_XENT;
-        double c0 = cpu_s(), t0 = now_s();
-        ag_op_backward(nd->op)(nd);
-        p->bwd[role] += now_s() - t0;
-        p->cpu[role] += cpu_s() - c0;
-    }
-    return 0;
-}
-
-enum { P_DATA, P_FWD, P_ZERO, P_GRADS, P_BWD, P_CLIP, P_OPT, P_COUNT };
-static const char *const phase_name[P_COUNT] = {
-    "data batch", "forward",          "zero param grads", "bwd: grad buffers",
-    "bwd: nodes", "clip (grad norm)", "optimizer step"};
-
-/* One step like qt_session_step (train/run/loop.c), timed by phase: wall seconds into ph[],
- * process CPU seconds into pc[]. Returns 0 or -1. */
-static int profiled_step(qt_session *s, prof *p, double lr, double ph[P_COUNT],
-                         double pc[P_COUNT]) {
-    double t[P_COUNT + 1], c[P_COUNT + 1];
-    c[0] = cpu_s(), t[0] = now_s();
-    mx_format f = qt_format_draw(&s->formats, &s->rng[DATA_STREAM_FORMAT], s->step);
-    qt_quant q = qt_format_quant(&s->formats, f);
-    qt_model_set_quant(s->model, &q);
-    data_sampler_next(s->sampler, s->x, s->y);
-    c[1] = cpu_s(), t[1] = now_s();
-    ag_tape_reset(s->tape);
-    ag_tensor *loss = profiled_loss(p, s->model, s->x, s->y, s->B, s->T);
-    c[2] = cpu_s(), t[2] = now_s();
-    if (!loss || !isfinite(*(float *)loss->data))
-        return -1;
-    qt_model_zero_grad(s->model);
-    c[3] = cpu_s(), t[3] = now_s();
-    if (profiled_backward(p, loss, &t[4], &c[4]) != 0)
-        return -1;
-    c[5] = cpu_s(), t[5] = now_s();
-    opt_clip_grad_norm(s->oparams, s->model->n_params, s->cfg.optim.grad_clip);
-    c[6] = cpu_s(), t[6] = now_s();
-    opt_step(s->opt, lr);
-    s->step++;
-    c[7] = cpu_s(), t[7] = now_s();
-    for (int i = 0; i < P_COUNT; i++) {
-        ph[i] = t[i + 1] - t[i];
-        pc[i] = c[i + 1] - c[i];
-    }
-    return 0;
-}
-
-/* Runs the real forward+backward and the profiled copy on one batch (no optimizer step) in the
- * format of the next step and compares loss and every gradient bit for bit. Returns true when
- * identical. Consumes one batch, and no format draw. */
-static bool replica_matches(qt_session *s, prof *p) {
-    qt_model *m = s->model;
-    size_t nb = m->n_floats * sizeof(float);
-    float *g = malloc(nb);
-    bool same = false;
-    if (!g)
-        return false;
-    data_rng frng = s->rng[DATA_STREAM_FORMAT]; /* a copy: the run's stream does not move */
-    qt_quant q = qt_format_quant(&s->formats, qt_format_draw(&s->formats, &frng, s->step));
-    qt_model_set_quant(m, &q);
-    data_sampler_next(s->sampler, s->x, s->y);
-    ag_tape_reset(s->tape);
-    ag_tensor *loss = qt_model_loss(m, s->tape, s->x, s->y, s->B, s->T);
-    qt_model_zero_grad(m);
-    if (!loss || ag_backward(s->tape, loss, NULL) != 0)
-        goto done;
-    float l_ref = *(float *)loss->data;
-    memcpy(g, m->grad, nb);
-    ag_tape_reset(s->tape);
-    loss = profiled_loss(p, m, s->x, s->y, s->B, s->T);
-    qt_model_zero_grad(m);
-    double tn, cn;
-    if (!loss || profiled_backward(p, loss, &tn, &cn) != 0)
-        goto done;
-    float l_cp = *(float *)loss->data;
-    same = memcmp(&l_ref, &l_cp, sizeof l_ref) == 0 && memcmp(g, m->grad, nb) == 0;
-    if (!same) {
-        double maxd = 0;
-        for (size_t i = 0; i < m->n_floats; i++)
-            maxd = fmax(maxd, fabs((double)g[i] - m->grad[i]));
-        printf("WARNING: the profiled copy of the step differs from qt_model_loss+ag_backward "
-               "(loss %.9g vs %.9g, max |grad diff| %.3g): gpt.c or tape.c changed; update "
-               "profiled_loss/profiled_backward in bench_train.c\n",
-               l_ref, l_cp, maxd);
-    }
-done:
-    ag_tape_reset(s->tape);
-    qt_model_zero_grad(m);
-    memset(p->fwd, 0, sizeof p->fwd);
-    memset(p->bwd, 0, sizeof p->bwd);
-    memset(p->cpu, 0, sizeof p->cpu);
-    free(g);
-    return same;
-}
-
-/* The learning rate qat-train would use at 0-based `step` of a run of `total` steps. */
-static double step_lr(const qt_config *c, int64_t total, int64_t step) {
-    return opt_schedule_lr((opt_schedule)c->optim.schedule, c->optim.lr, c->optim.min_lr,
-                           c->optim.warmup_steps, total, step);
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */
@@ -587,11 +129,11 @@ int main(int argc, char **argv) {
     const char *config = NULL;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     char dir[256] = "", dir_set[300];
-    double *ms = NULL, (*phs)[P_COUNT] = NULL, (*phc)[P_COUNT] = NULL;
+    double *ms = NULL, (*phs)[BENCH_PHASE_COUNT] = NULL, (*phc)[BENCH_PHASE_COUNT] = NULL;
     qt_session s;
     bool open = false;
-    prof pf = {0};
-    sgemm_bench sg_b = {0};
+    bench_prof pf = {0};
+    bench_sgemm sg_b = {0};
     if (!sets)
         return 1;
     int n_sets = 0;
@@ -681,39 +223,24 @@ int main(int argc, char **argv) {
     int64_t total = warmup + (do_profile ? 2 : 1) * (int64_t)steps; /* every step we run */
     for (int i = 0; i < warmup; i++) {
         qt_step_result r;
-        double lr = step_lr(c, total, s.step);
+        double lr = bench_step_lr(c, total, s.step);
         if (qt_session_step(&s, lr, 0, &r) != QT_EXIT_OK)
             goto out;
     }
     printf("step arena after warm-up: %.1f MB peak\n",
            (double)ag_arena_peak(ag_tape_arena(s.tape)) / 1e6);
 
-    /* gpt.c multiplies by wq, wk, wv stacked into one [3C,C] weight when they are plain real
-     * matrices (not CRoPE's planes); the sgemm ceiling uses the shapes the step runs. */
-    bool fused = m->L > 0 && m->blocks[0].wq && !m->blocks[0].wq_im;
-    int n_sh = 0;
-    mm_shape sh[SG_SHAPES];
-    if (fused) {
-        sh[n_sh++] = (mm_shape){"qkv", m->C, 3 * m->C, m->L};
-        sh[n_sh++] = (mm_shape){"wo", m->C, m->C, m->L};
-    } else {
-        sh[n_sh++] = (mm_shape){"qkv/wo", m->C, m->C, 4 * m->L};
-    }
-    sh[n_sh++] = (mm_shape){"mlp.up", m->C, m->F, m->L};
-    sh[n_sh++] = (mm_shape){"mlp.down", m->F, m->C, m->L};
-    sh[n_sh++] = (mm_shape){"lm_head", m->C, m->V, 1};
-    if (do_sgemm && sgemm_init(&sg_b, sh, n_sh, B * T, steps) != 0) {
+    bench_mm_shape sh[BENCH_SG_SHAPES];
+    int n_sh = bench_sgemm_model_shapes(m, sh);
+    if (do_sgemm && bench_sgemm_init(&sg_b, sh, n_sh, B * T, steps) != 0) {
         fprintf(stderr, "bench_train: out of memory for the sgemm measurement\n");
         goto out;
     }
     bool replica_ok = false;
     if (do_profile) {
-        pf.tape = s.tape;
-        pf.tag_cap = (size_t)1 << 16;
-        pf.tag = calloc(pf.tag_cap, 1);
-        if (!pf.tag)
+        if (bench_prof_init(&pf, s.tape) != 0)
             goto out;
-        replica_ok = replica_matches(&s, &pf);
+        replica_ok = bench_replica_matches(&s, &pf);
     }
 
     /* Timed step, then (untimed by it) one profiled step and one sgemm round: all three see the
@@ -721,23 +248,24 @@ int main(int argc, char **argv) {
     double cpu = 0, wall = 0, last_loss = 0;
     for (int i = 0; i < steps; i++) {
         qt_step_result r;
-        double lr = step_lr(c, total, s.step);
-        double c0 = cpu_s(), t0 = now_s();
+        double lr = bench_step_lr(c, total, s.step);
+        double c0 = bench_cpu_s(), t0 = bench_now_s();
         if (qt_session_step(&s, lr, 0, &r) != QT_EXIT_OK)
             goto out;
-        double t1 = now_s();
-        cpu += cpu_s() - c0;
+        double t1 = bench_now_s();
+        cpu += bench_cpu_s() - c0;
         wall += t1 - t0;
         ms[i] = 1e3 * (t1 - t0);
         last_loss = r.loss;
-        if (do_profile && profiled_step(&s, &pf, step_lr(c, total, s.step), phs[i], phc[i])) {
+        if (do_profile &&
+            bench_profiled_step(&s, &pf, bench_step_lr(c, total, s.step), phs[i], phc[i])) {
             fprintf(stderr, "bench_train: profiled step failed: %s\n", ag_tape_error(s.tape));
             goto out;
         }
         if (do_sgemm)
-            sgemm_round(&sg_b);
+            bench_sgemm_round(&sg_b);
     }
-    stats st = summarize(ms, steps);
+    bench_stats st = bench_summarize(ms, steps);
     double gflops = fl.total / (st.median * 1e-3) * 1e-9;
 
     printf("\nFLOPs per step (analytic): 6*P*B*T + 12*L*B*T^2*C\n"
@@ -764,7 +292,7 @@ int main(int argc, char **argv) {
 
     double sg = 0;
     if (do_sgemm) {
-        sg = sgemm_report(&sg_b);
+        sg = bench_sgemm_report(&sg_b);
         printf("  achieved / sgemm = %.1f%%  (target >= 50%%)\n", 100 * gflops / sg);
     }
 
@@ -774,22 +302,24 @@ int main(int argc, char **argv) {
                steps,
                replica_ok ? " (checked: bit-identical loss and gradients)" : " (NOT identical!)");
         printf("  %-18s %9s %9s %7s %7s\n", "phase", "median", "mean", "share", "busy");
-        double ph_med[P_COUNT], ph_mean[P_COUNT], ph_cpu[P_COUNT], tot_mean = 0, sum_med = 0;
-        for (int p = 0; p < P_COUNT; p++) {
+        double ph_med[BENCH_PHASE_COUNT], ph_mean[BENCH_PHASE_COUNT], ph_cpu[BENCH_PHASE_COUNT],
+            tot_mean = 0, sum_med = 0;
+        for (int p = 0; p < BENCH_PHASE_COUNT; p++) {
             ph_cpu[p] = 0;
             for (int i = 0; i < steps; i++) {
                 ms[i] = 1e3 * phs[i][p]; /* ms[] is free again: reused as scratch */
                 ph_cpu[p] += 1e3 * phc[i][p] / steps;
             }
-            stats ps = summarize(ms, steps);
+            bench_stats ps = bench_summarize(ms, steps);
             ph_med[p] = ps.median;
             ph_mean[p] = ps.mean;
             sum_med += ps.median;
             tot_mean += ps.mean;
         }
-        for (int p = 0; p < P_COUNT; p++)
-            printf("  %-18s %9.2f %9.2f %6.1f%% %7.2f\n", phase_name[p], ph_med[p], ph_mean[p],
-                   100 * ph_mean[p] / tot_mean, ph_mean[p] > 0 ? ph_cpu[p] / ph_mean[p] : 0);
+        for (int p = 0; p < BENCH_PHASE_COUNT; p++)
+            printf("  %-18s %9.2f %9.2f %6.1f%% %7.2f\n", bench_phase_name(p), ph_med[p],
+                   ph_mean[p], 100 * ph_mean[p] / tot_mean,
+                   ph_mean[p] > 0 ? ph_cpu[p] / ph_mean[p] : 0);
         printf("  %-18s %9.2f %9.2f   (qt_session_step above: median %.2f, mean %.2f)\n", "sum",
                sum_med, tot_mean, st.median, st.mean);
         printf(
@@ -803,30 +333,31 @@ int main(int argc, char **argv) {
 
         double per = 1e3 / steps; /* seconds summed over steps -> ms per step */
         double N = tokens, C = m->C, F = m->F, V = m->V, L = m->L;
-        double g_role[R_COUNT] = {0};
-        g_role[R_QKV] = 6 * 3 * L * C * C * N * 1e-9;
-        g_role[R_WO] = 6 * L * C * C * N * 1e-9;
-        g_role[R_UP] = 6 * L * C * F * N * 1e-9;
-        g_role[R_DOWN] = 6 * L * F * C * N * 1e-9;
-        g_role[R_HEAD] = 6 * V * C * N * 1e-9;
-        g_role[R_ATTN] = fl.attention * 1e-9;
+        double g_role[BENCH_ROLE_COUNT] = {0};
+        g_role[BENCH_ROLE_QKV] = 6 * 3 * L * C * C * N * 1e-9;
+        g_role[BENCH_ROLE_WO] = 6 * L * C * C * N * 1e-9;
+        g_role[BENCH_ROLE_UP] = 6 * L * C * F * N * 1e-9;
+        g_role[BENCH_ROLE_DOWN] = 6 * L * F * C * N * 1e-9;
+        g_role[BENCH_ROLE_HEAD] = 6 * V * C * N * 1e-9;
+        g_role[BENCH_ROLE_ATTN] = fl.attention * 1e-9;
         printf("\nops by role (mean ms per step over the same steps; GFLOP/s on the analytic "
                "FLOPs, attention counting the full T x T):\n");
         printf("  %-16s %9s %9s %9s %7s %6s %8s %9s\n", "role", "fwd ms", "bwd ms", "total",
                "share", "busy", "GFLOP", "GFLOP/s");
         double fsum = 0, bsum = 0, csum = 0;
-        for (int r = 0; r < R_COUNT; r++) {
+        for (int r = 0; r < BENCH_ROLE_COUNT; r++) {
             if (pf.fwd[r] == 0 && pf.bwd[r] == 0)
                 continue;
-            print_row(role_name[r], pf.fwd[r] * per, pf.bwd[r] * per, pf.cpu[r] * per, g_role[r],
-                      tot_mean);
+            print_row(bench_role_name(r), pf.fwd[r] * per, pf.bwd[r] * per, pf.cpu[r] * per,
+                      g_role[r], tot_mean);
             fsum += pf.fwd[r] * per;
             bsum += pf.bwd[r] * per;
             csum += pf.cpu[r] * per;
         }
         print_row("all ops", fsum, bsum, csum, 0, tot_mean);
         double lin_ms = 0, lin_g = 0;
-        int lin_roles[5] = {R_QKV, R_WO, R_UP, R_DOWN, R_HEAD};
+        int lin_roles[5] = {BENCH_ROLE_QKV, BENCH_ROLE_WO, BENCH_ROLE_UP, BENCH_ROLE_DOWN,
+                            BENCH_ROLE_HEAD};
         for (int i = 0; i < 5; i++) {
             lin_ms += (pf.fwd[lin_roles[i]] + pf.bwd[lin_roles[i]]) * per;
             lin_g += g_role[lin_roles[i]];
@@ -849,8 +380,8 @@ out:
         qt_session_close(&s);
     if (dir[0])
         remove_out_dir(dir);
-    free(pf.tag);
-    sgemm_free(&sg_b);
+    bench_prof_free(&pf);
+    bench_sgemm_free(&sg_b);
     free(ms);
     free(phs);
     free(phc);
